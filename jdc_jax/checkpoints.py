@@ -1,0 +1,84 @@
+"""Checkpoints: orbax for the training state, JSON for the resolved config.
+
+Layout of a work directory:
+
+    WORKDIR/config.json                 the resolved ml_collections config
+    WORKDIR/checkpoints/<step>/state    orbax PyTree of {step, params, opt_state}
+    WORKDIR/checkpoints/<step>/config   the same config, so a step directory stands alone
+    WORKDIR/data_state/<step>/          tf.data iterator state per process (resumption)
+
+`restore_params` reads parameters (and the config) from a checkpoint directory without building
+an optimizer, for fine-tuning (`config.init_from`), the codec and export. It never imports
+TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import orbax.checkpoint as ocp
+
+CHECKPOINT_SUBDIR = "checkpoints"
+
+
+def write_json_atomic(path: str | os.PathLike, obj) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def checkpoint_manager(directory: str | os.PathLike, *, max_to_keep: int | None = None,
+                       save_interval_steps: int = 1) -> ocp.CheckpointManager:
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
+                                           save_interval_steps=save_interval_steps,
+                                           enable_async_checkpointing=False)
+    return ocp.CheckpointManager(os.path.abspath(directory), options=options,
+                                 item_names=("state", "config"))
+
+
+def resolve_checkpoint_dir(path: str | os.PathLike) -> Path:
+    """Accepts a work directory, its checkpoints/ directory or one step directory; returns the
+    checkpoints/ directory. Raises FileNotFoundError with the path when nothing is there."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if (path / CHECKPOINT_SUBDIR).is_dir():
+        path = path / CHECKPOINT_SUBDIR
+    elif path.name.isdigit() and (path / "state").exists():
+        path = path.parent
+    steps = [p for p in path.iterdir() if p.name.isdigit() and (p / "state").exists()] \
+        if path.is_dir() else []
+    if not steps:
+        raise FileNotFoundError(f"no checkpoint steps in {path}")
+    return path
+
+
+def restore_params(path: str | os.PathLike, step: int | None = None):
+    """(params, config dict, step) from a checkpoint; the latest step unless `step` is given."""
+    requested = Path(path).expanduser()
+    directory = resolve_checkpoint_dir(requested)
+    if step is None and requested.name.isdigit() and (requested / "state").exists():
+        step = int(requested.name)
+    manager = checkpoint_manager(directory)
+    step = manager.latest_step() if step is None else step
+    if step is None or step not in manager.all_steps():
+        raise FileNotFoundError(f"checkpoint step {step} not found in {directory}")
+    restored = manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.PyTreeRestore(), config=ocp.args.JsonRestore()))
+    manager.close()
+    state = restored["state"]
+    if "params" not in state:
+        raise ValueError(f"checkpoint {directory}/{step} holds no parameters")
+    return state["params"], dict(restored["config"]), step

@@ -1,0 +1,1 @@
+"""Neural network layers: GDN/IGDN, convolutions (sub-pixel, transposed, masked), residual blocks."""

@@ -1,0 +1,26 @@
+"""The transform pieces every codec model exposes to the bitstream codec.
+
+Each is one `model.apply(params, ..., method=...)`: the encoder and decoder run exactly these
+compiled functions. Transforms run in the model's compute dtype; everything handed to entropy
+modelling is float32.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+
+class CodecPieces:
+    """Mixin for Flax codec modules that define `g_a`, `h_a` and `h_s` in setup."""
+
+    def analysis(self, x):
+        """x (B, H, W, 3) in [0, 1] -> y (B, H/16, W/16, M)."""
+        return self.g_a(x.astype(self.dtype)).astype(jnp.float32)
+
+    def hyper_analysis(self, y):
+        """y -> z (B, H/64, W/64, N)."""
+        return self.h_a(y.astype(self.dtype)).astype(jnp.float32)
+
+    def hyper_synthesis(self, z_hat):
+        """z_hat -> psi (B, H/16, W/16, 2M)."""
+        return self.h_s(z_hat.astype(self.dtype)).astype(jnp.float32)

@@ -1,0 +1,385 @@
+"""Training loop: a pure, sharded, jit-compiled step and the loop around it.
+
+`train_step(state, batch, rng) -> (state, metrics)` is compiled once over a 1-D device mesh
+('data'): parameters and optimizer state replicated, the batch sharded along its leading axis,
+the state donated. It runs unchanged on 1..n devices and on several processes, where each
+process feeds only its own shard of the global batch (`jax.make_array_from_process_local_data`).
+
+The loop around it: tf.data input (`input_pipeline`), metrics every `log_every_steps` (the only
+host-device synchronization), TensorBoard summaries and progress lines from process 0, periodic
+evaluation on a held-out folder with rounding quantization, orbax checkpoints with automatic
+resumption (including the tf.data iterator position), and `init_from` fine-tuning (the JICD lambda
+ladder).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from absl import logging
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from jdc_jax import checkpoints
+from jdc_jax.config_validation import validate_config
+from jdc_jax.models import build_model
+from jdc_jax.models.losses import psnr_from_mse, rate_distortion_loss, stream_bits
+
+MODEL_FIELDS = {
+    "jicd": ("channels", "latent_channels", "base_channels", "context_model", "decoder_input"),
+    "hyperprior": ("channels", "latent_channels", "context_model", "decoder_input"),
+    "testolina": ("channels", "latent_channels", "context_model", "decoder_input"),
+    "jdc": ("channels", "latent_channels", "context_model", "decoder_input"),
+    "codec": ("channels", "latent_channels", "context_model", "decoder_input"),
+    "denoiser": (),
+}
+
+
+def model_from_config(config) -> Any:
+    """The Flax module a config describes (also used by the codec on a checkpoint's config)."""
+    kind = config["model"]
+    if kind not in MODEL_FIELDS:
+        raise ValueError(f"unknown model kind {kind!r}; expected one of {sorted(MODEL_FIELDS)}")
+    fields = {name: config[name] for name in MODEL_FIELDS[kind]}
+    if kind == "denoiser":
+        fields = {"depth": config["denoiser_depth"], "features": config["denoiser_features"]}
+    fields["dtype"] = jnp.dtype(config["dtype"])
+    return build_model(kind, **fields)
+
+
+def rate_lambda(config) -> float:
+    """lambda of the config's rate point (1-based), unless `lmbda` overrides it."""
+    if config.lmbda > 0:
+        return float(config.lmbda)
+    return float(config.lambdas[config.rate_point - 1])
+
+
+def make_optimizer(config) -> optax.GradientTransformationExtraArgs:
+    """Global-norm clipping, Adam, and a learning-rate halving when the loss plateaus."""
+    return optax.chain(
+        optax.clip_by_global_norm(config.grad_clip_norm),
+        optax.adam(config.learning_rate),
+        optax.contrib.reduce_on_plateau(
+            factor=config.plateau_factor, patience=config.plateau_patience,
+            cooldown=config.plateau_cooldown, accumulation_size=config.plateau_accumulation_size,
+            rtol=config.plateau_rtol),
+    )
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array
+    params: Any
+    opt_state: Any
+
+
+def init_params(model, rng, crop_size: int):
+    x = jnp.zeros((1, crop_size, crop_size, 3), jnp.float32)
+    params_rng, noise_rng = jax.random.split(rng)
+    variables = model.init({"params": params_rng, "noise": noise_rng}, x, train=True)
+    return variables["params"]
+
+
+def targets_for(model, batch, target: str):
+    """{output name: target image in [0, 1]} for a model's outputs."""
+    noisy = batch["noisy"].astype(jnp.float32) / 255.0
+    clean = batch["clean"].astype(jnp.float32) / 255.0
+    if model.kind == "jicd":
+        return {"denoised": clean, "noisy_reconstruction": noisy}
+    images = {"clean": clean, "noisy": noisy}
+    if target == "teacher":
+        images["teacher"] = batch["teacher"].astype(jnp.float32)
+    return {model.outputs[0]: images[target]}
+
+
+def loss_fn(params, model, batch, rng, *, lmbda: float, noisy_weight: float, target: str,
+            train: bool = True):
+    x = batch["noisy"].astype(jnp.float32) / 255.0
+    out = model.apply({"params": params}, x, train=train, rngs={"noise": rng})
+    return rate_distortion_loss(out, targets_for(model, batch, target), lmbda=lmbda,
+                                noisy_weight=noisy_weight)
+
+
+def train_step(state: TrainState, batch, rng, *, model, tx, lmbda: float, noisy_weight: float,
+               target: str):
+    """One optimizer step. Pure: the step's randomness is fold_in(rng, state.step)."""
+    step_rng = jax.random.fold_in(rng, state.step)
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    (loss, metrics), grads = grad_fn(state.params, model, batch, step_rng, lmbda=lmbda,
+                                     noisy_weight=noisy_weight, target=target)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params, value=loss)
+    params = optax.apply_updates(state.params, updates)
+    metrics = dict(metrics, grad_norm=optax.global_norm(grads))
+    metrics["learning_rate_scale"] = opt_state[-1].scale
+    return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
+def make_mesh(devices=None) -> Mesh:
+    devices = jax.devices() if devices is None else devices
+    return Mesh(np.asarray(devices), ("data",))
+
+
+def compile_train_step(model, tx, config, mesh: Mesh, state: TrainState):
+    """jit of `train_step` with explicit shardings and the state donated."""
+    replicated = NamedSharding(mesh, P())
+    data = NamedSharding(mesh, P("data"))
+    state_sharding = jax.tree_util.tree_map(lambda _: replicated, state)
+    step = functools.partial(train_step, model=model, tx=tx, lmbda=rate_lambda(config),
+                             noisy_weight=config.noisy_weight, target=config.target)
+    return jax.jit(step, in_shardings=(state_sharding, data, replicated),
+                   out_shardings=(state_sharding, replicated), donate_argnums=(0,))
+
+
+def global_batch(local_batch: dict, mesh: Mesh) -> dict:
+    """Builds global jax.Arrays from this process's slice of the batch."""
+    sharding = NamedSharding(mesh, P("data"))
+    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+            for k, v in local_batch.items()}
+
+
+def create_train_state(config, model, tx, rng) -> TrainState:
+    params = init_params(model, rng, config.crop_size)
+    if config.init_from:
+        params = load_init_params(config.init_from, params)
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+
+
+def load_init_params(path: str, like):
+    """Parameters of another model (the lambda ladder's previous rate point); the tree must
+    match this model's exactly."""
+    params, _, step = checkpoints.restore_params(path)
+    got = jax.tree_util.tree_structure(params)
+    want = jax.tree_util.tree_structure(like)
+    if got != want:
+        raise ValueError(f"init_from {path}: its parameters do not match this model's "
+                         "(different model kind or sizes)")
+    for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(like)):
+        if np.shape(a) != np.shape(b):
+            raise ValueError(f"init_from {path}: parameter shape {np.shape(a)} != {np.shape(b)}")
+    logging.info("initialized parameters from %s (step %d)", path, step)
+    return jax.tree_util.tree_map(lambda a, b: jnp.asarray(a, b.dtype), params, like)
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+def pad_to_multiple(image: np.ndarray, multiple: int) -> np.ndarray:
+    """Edge-replicate an (H, W, C) image on the bottom/right to multiples of `multiple`."""
+    h, w = image.shape[:2]
+    ph, pw = -h % multiple, -w % multiple
+    return np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="edge")
+
+
+def evaluate_folder(model, params, images, noise_spec: str, seed: int,
+                    target: str = "clean") -> dict:
+    """Mean metrics over held-out images with rounding quantization (estimated rates).
+
+    `images`: list of (name, uint8 HWC clean image). Noise is synthesized per image from a
+    seed derived from its file name, so every evaluation sees the same noisy inputs."""
+    from jdc_jax import noise as noise_lib
+
+    spec = noise_lib.parse_noise_spec(noise_spec)
+    apply = jax.jit(lambda p, x: model.apply({"params": p}, x, train=False))
+    sums: dict[str, float] = {}
+    for name, clean in images:
+        noisy = noise_lib.noisy_for_file(clean, name, spec, seed)
+        h, w = clean.shape[:2]
+        x = pad_to_multiple(noisy, 64)[None].astype(np.float32) / 255.0
+        out = jax.device_get(apply(params, x))
+        values = {}
+        for stream, bits in stream_bits(out.get("likelihoods", {})).items():
+            values[f"bpp_{stream}"] = float(bits[0]) / (h * w)
+        if values:
+            values["bpp"] = sum(values.values())
+        refs = {"denoised": clean, "noisy_reconstruction": noisy,
+                "reconstruction": noisy if target == "noisy" else clean}
+        for key in model.outputs:
+            img = np.clip(np.round(out[key][0, :h, :w] * 255.0), 0, 255)
+            err = np.mean((img - refs[key].astype(np.float64)) ** 2)
+            values[f"psnr_{key}"] = float(psnr_from_mse(err, 255.0))
+        values["psnr_noisy_input"] = float(psnr_from_mse(
+            np.mean((noisy.astype(np.float64) - clean) ** 2), 255.0))
+        for k, v in values.items():
+            sums[k] = sums.get(k, 0.0) + v
+    return {k: v / max(len(images), 1) for k, v in sums.items()}
+
+
+# ----------------------------------------------------------------------------- loop
+
+def _summary_writer(workdir: str):
+    import tensorflow as tf
+    return tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+
+
+def _write_summaries(writer, step: int, metrics: dict, prefix: str = "train") -> None:
+    import tensorflow as tf
+    with writer.as_default(step=step):
+        for k, v in metrics.items():
+            tf.summary.scalar(f"{prefix}/{k}", v)
+    writer.flush()
+
+
+def _data_state_path(workdir: str, step: int) -> str:
+    return os.path.join(workdir, "data_state", str(step), f"process_{jax.process_index()}")
+
+
+def _teacher_fn(config):
+    """A jitted noisy -> denoised function of a trained denoiser checkpoint (JDC teacher)."""
+    params, teacher_config, _ = checkpoints.restore_params(config.teacher_checkpoint)
+    teacher = model_from_config(teacher_config)
+    if teacher.kind != "denoiser":
+        raise ValueError(f"teacher_checkpoint {config.teacher_checkpoint} holds a "
+                         f"{teacher.kind!r} model, not a denoiser")
+
+    @jax.jit
+    def run(noisy_uint8):
+        x = noisy_uint8.astype(jnp.float32) / 255.0
+        return jnp.clip(teacher.apply({"params": params}, x)["denoised"], 0.0, 1.0)
+    return run
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Trains the configured model in `workdir`; returns the last logged metrics (plus
+    `checkpoint` and, when configured, `eval_*` metrics)."""
+    import tensorflow as tf
+    from jdc_jax import input_pipeline
+
+    tf.config.set_visible_devices([], "GPU")
+    validate_config(config)
+    workdir = os.path.abspath(workdir)
+    Path(workdir).mkdir(parents=True, exist_ok=True)
+    is_chief = jax.process_index() == 0
+    if is_chief:
+        checkpoints.write_json_atomic(os.path.join(workdir, "config.json"), config.to_dict())
+
+    model = model_from_config(config)
+    tx = make_optimizer(config)
+    mesh = make_mesh()
+    num_devices = mesh.devices.size
+    if config.batch_size % num_devices:
+        raise ValueError(f"batch_size {config.batch_size} is not divisible by the "
+                         f"{num_devices} devices")
+    if config.batch_size % jax.process_count():
+        raise ValueError(f"batch_size {config.batch_size} is not divisible by the "
+                         f"{jax.process_count()} processes")
+    local_batch = config.batch_size // jax.process_count()
+
+    rng = jax.random.key(config.seed)
+    init_rng, step_rng = jax.random.split(rng)
+    state = create_train_state(config, model, tx, init_rng)
+    manager = checkpoints.checkpoint_manager(
+        os.path.join(workdir, checkpoints.CHECKPOINT_SUBDIR),
+        max_to_keep=config.keep_checkpoints)
+
+    dataset = input_pipeline.create_train_dataset(
+        config.data_source, config.noise, batch_size=local_batch, crop_size=config.crop_size,
+        seed=config.seed, process_index=jax.process_index(),
+        process_count=jax.process_count(), clean_fraction=config.clean_fraction,
+        msssim_min=config.msssim_min or None, shuffle_buffer=config.shuffle_buffer,
+        data_dir=config.data_dir or None)
+    iterator = iter(dataset)
+    data_checkpoint = tf.train.Checkpoint(iterator=iterator)
+
+    latest = manager.latest_step()
+    if latest is not None:
+        restored = manager.restore(latest, args=ocp.args.Composite(
+            state=ocp.args.PyTreeRestore(item=jax.device_get(state)),
+            config=ocp.args.JsonRestore()))
+        state = jax.tree_util.tree_map(jnp.asarray, restored["state"])
+        data_path = _data_state_path(workdir, latest)
+        if os.path.exists(data_path + ".index"):
+            data_checkpoint.read(data_path).assert_consumed()
+        else:
+            logging.warning("no input pipeline state for step %d: the data order restarts",
+                            latest)
+        logging.info("resumed from step %d", latest)
+
+    replicated = NamedSharding(mesh, P())
+    state = jax.device_put(state, replicated)
+    step_rng = jax.device_put(step_rng, replicated)
+    compiled_step = compile_train_step(model, tx, config, mesh, state)
+    teacher = _teacher_fn(config) if config.target == "teacher" else None
+    eval_images = []
+    if config.eval_folder and os.path.isdir(config.eval_folder):
+        eval_images = input_pipeline.create_eval_images(config.eval_folder)
+        eval_images = eval_images[:config.eval_max_images] if config.eval_max_images else \
+            eval_images
+
+    writer = _summary_writer(workdir) if is_chief else None
+    start_step = int(jax.device_get(state.step))
+    last_metrics: dict = {}
+    metric_sums = None
+    window_start, window_steps, wait_time = time.perf_counter(), 0, 0.0
+    base_lr = config.learning_rate
+
+    def save(step: int) -> None:
+        manager.save(step, args=ocp.args.Composite(
+            state=ocp.args.PyTreeSave(state), config=ocp.args.JsonSave(config.to_dict())),
+            force=True)
+        data_checkpoint.write(_data_state_path(workdir, step))
+
+    for step in range(start_step + 1, config.num_train_steps + 1):
+        t0 = time.perf_counter()
+        batch = next(iterator)
+        wait_time += time.perf_counter() - t0
+        if teacher is not None:
+            batch = dict(batch, teacher=np.asarray(teacher(batch["noisy"])))
+        state, metrics = compiled_step(state, global_batch(batch, mesh), step_rng)
+        metric_sums = metrics if metric_sums is None else jax.tree_util.tree_map(
+            jnp.add, metric_sums, metrics)
+        window_steps += 1
+        if step % config.log_every_steps == 0 or step == config.num_train_steps:
+            means = {k: float(v) / window_steps for k, v in jax.device_get(metric_sums).items()}
+            elapsed = time.perf_counter() - window_start
+            means["learning_rate"] = base_lr * means.pop("learning_rate_scale")
+            means["steps_per_second"] = window_steps / elapsed
+            means["images_per_second"] = window_steps * config.batch_size / elapsed
+            means["input_wait_fraction"] = wait_time / elapsed
+            if "bpp_base" in means:
+                means["bpp_denoised_stream"] = means["bpp_base"] + means.get("bpp_side", 0.0)
+            last_metrics = means
+            if is_chief:
+                logging.info("step %d: %s", step, _progress_line(means))
+                print(f"step {step}/{config.num_train_steps} {_progress_line(means)}",
+                      flush=True)
+                _write_summaries(writer, step, means)
+            metric_sums, window_steps, wait_time = None, 0, 0.0
+            window_start = time.perf_counter()
+        if eval_images and (step % config.eval_every_steps == 0
+                            or step == config.num_train_steps):
+            eval_metrics = evaluate_folder(model, state.params, eval_images,
+                                           config.eval_noise or config.noise, config.seed,
+                                           config.target)
+            last_metrics.update({f"eval_{k}": v for k, v in eval_metrics.items()})
+            if is_chief:
+                print(f"eval step {step}: {_progress_line(eval_metrics)}", flush=True)
+                _write_summaries(writer, step, eval_metrics, prefix="eval")
+        if step % config.checkpoint_every_steps == 0 or step == config.num_train_steps:
+            save(step)
+    if manager.latest_step() is None or manager.latest_step() < config.num_train_steps:
+        save(int(jax.device_get(state.step)))
+    manager.wait_until_finished()
+    manager.close()
+    last_metrics["checkpoint"] = os.path.join(workdir, checkpoints.CHECKPOINT_SUBDIR,
+                                              str(manager.latest_step()))
+    if is_chief:
+        checkpoints.write_json_atomic(os.path.join(workdir, "final_metrics.json"), last_metrics)
+    return last_metrics
+
+
+def _progress_line(metrics: dict) -> str:
+    order = ("loss", "bpp", "bpp_denoised_stream", "bpp_side", "bpp_base", "bpp_enhancement",
+             "psnr_denoised", "psnr_noisy_reconstruction", "psnr_reconstruction",
+             "psnr_noisy_input", "learning_rate", "steps_per_second", "images_per_second")
+    parts = [f"{k}={metrics[k]:.4g}" for k in order if k in metrics]
+    return " ".join(parts)
