@@ -84,11 +84,11 @@ def apply_smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     config.batch_size = 4
     config.shuffle_buffer = 16
     config.learning_rate = 1e-3
-    config.num_train_steps = 200
+    config.num_train_steps = 500
     config.plateau_accumulation_size = 50
-    config.log_every_steps = 25
-    config.eval_every_steps = 200
+    config.log_every_steps = 50
+    config.eval_every_steps = 500
     config.eval_max_images = 2
-    config.checkpoint_every_steps = 100
+    config.checkpoint_every_steps = 250
     config.keep_checkpoints = 2
     return config

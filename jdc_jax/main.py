@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import os
 
-import jax
-from absl import app, flags, logging
-from ml_collections import config_flags
+# TF's C++ logging (libpng profile notes, oneDNN banners) says nothing useful to a trainer.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import jax  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, summaries and the config.")
@@ -43,6 +46,8 @@ def initialize_distributed(environ=os.environ) -> str:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # progress lines go to stdout
     import tensorflow as tf
 
     # TF only feeds data: it must not take accelerator memory from JAX.

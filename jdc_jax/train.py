@@ -34,6 +34,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jdc_jax import checkpoints
 from jdc_jax.config_validation import validate_config
 from jdc_jax.models import build_model
+from jdc_jax.models.registry import init_params
 from jdc_jax.models.losses import psnr_from_mse, rate_distortion_loss, stream_bits
 
 MODEL_FIELDS = {
@@ -84,13 +85,6 @@ class TrainState:
     opt_state: Any
 
 
-def init_params(model, rng, crop_size: int):
-    x = jnp.zeros((1, crop_size, crop_size, 3), jnp.float32)
-    params_rng, noise_rng = jax.random.split(rng)
-    variables = model.init({"params": params_rng, "noise": noise_rng}, x, train=True)
-    return variables["params"]
-
-
 def targets_for(model, batch, target: str):
     """{output name: target image in [0, 1]} for a model's outputs."""
     noisy = batch["noisy"].astype(jnp.float32) / 255.0
@@ -120,7 +114,7 @@ def train_step(state: TrainState, batch, rng, *, model, tx, lmbda: float, noisy_
                                      noisy_weight=noisy_weight, target=target)
     updates, opt_state = tx.update(grads, state.opt_state, state.params, value=loss)
     params = optax.apply_updates(state.params, updates)
-    metrics = dict(metrics, grad_norm=optax.global_norm(grads))
+    metrics = dict(metrics, grad_norm=optax.tree.norm(grads))
     metrics["learning_rate_scale"] = opt_state[-1].scale
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
@@ -149,10 +143,11 @@ def global_batch(local_batch: dict, mesh: Mesh) -> dict:
 
 
 def create_train_state(config, model, tx, rng) -> TrainState:
-    params = init_params(model, rng, config.crop_size)
+    params = init_params(model, rng, (1, config.crop_size, config.crop_size, 3))
     if config.init_from:
         params = load_init_params(config.init_from, params)
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      opt_state=jax.jit(tx.init)(params))
 
 
 def load_init_params(path: str, like):
@@ -330,7 +325,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     for step in range(start_step + 1, config.num_train_steps + 1):
         t0 = time.perf_counter()
-        batch = next(iterator)
+        batch = {k: v.numpy() for k, v in next(iterator).items()}
         wait_time += time.perf_counter() - t0
         if teacher is not None:
             batch = dict(batch, teacher=np.asarray(teacher(batch["noisy"])))

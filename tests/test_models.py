@@ -7,15 +7,14 @@ import optax
 import pytest
 
 from jdc_jax.models import build_model
+from jdc_jax.models.registry import init_params
 from jdc_jax.models.losses import rate_distortion_loss, stream_bits
 
 TINY = dict(channels=8, latent_channels=8)
 
 
 def _init(model, x):
-    init = jax.jit(lambda x: model.init({"params": jax.random.key(0),
-                                         "noise": jax.random.key(1)}, x, train=True))
-    return init(x)
+    return {"params": init_params(model, jax.random.key(0), x.shape)}
 
 
 @pytest.fixture(scope="module")

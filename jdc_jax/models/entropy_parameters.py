@@ -26,7 +26,7 @@ import jax.numpy as jnp
 
 from jdc_jax.entropy import latent_coding
 from jdc_jax.layers.blocks import conv, leaky_relu
-from jdc_jax.layers.conv import MaskedConv
+from jdc_jax.layers.conv import MaskedConv, masked_conv_mask
 
 CONTEXT_MODELS = ("none", "serial", "checkerboard")
 
@@ -66,6 +66,37 @@ class GroupEntropyParameters(nn.Module):
     def context_features(self, y_hat_group):
         """Masked-convolution features (B, h, w, 2 C_g) of an already quantized group."""
         return self.context(y_hat_group)
+
+    def serial_context_at(self, causal_rows):
+        """The serial context features of one position, from the rows that reach it.
+
+        causal_rows: (B, k // 2 + 1, k, C_g) quantized latent around a position p = (i, j), k
+        the masked kernel size (5): rows i - k // 2 .. i and columns j - k // 2 .. j + k // 2,
+        zero outside the latent. Entries at p and to its right are ignored (masked).
+        Returns (B, 2 C_g) float32: the masked convolution at p, the value `context_features`
+        gives there for the whole group, up to floating-point summation order.
+        """
+        if self.context_model != "serial":
+            raise ValueError(f"serial_context_at needs the serial context model, not "
+                             f"{self.context_model!r}")
+        size = self.context.kernel_size
+        parameters = self.context.variables["params"]
+        mask = masked_conv_mask(size, self.context.mask_type)[: size // 2 + 1]
+        kernel = parameters["kernel"][: size // 2 + 1] * mask[:, :, None, None]
+        rows = jnp.asarray(causal_rows, jnp.float32)
+        return jnp.einsum("bhwc,hwcf->bf", rows, kernel) + parameters["bias"]
+
+    def entropy_parameters_at(self, psi_at, causal_rows, extra_at=None):
+        """(mean, scale), each (B, C_g) float32, at one position of a serial-context group.
+
+        psi_at (B, 2M) and extra_at (B, E) are the hyper-synthesis features and the extra
+        conditioning at the position; causal_rows as in `serial_context_at`. This is the
+        per-position form the serial encoder and decoder both run, so they see identical floats.
+        """
+        context = self.serial_context_at(causal_rows)[:, None, None, :]
+        extra = None if extra_at is None else extra_at[:, None, None, :]
+        mean, scale = self.entropy_parameters(psi_at[:, None, None, :], context, extra)
+        return mean[:, 0, 0], scale[:, 0, 0]
 
     def entropy_parameters(self, psi, context=None, extra=None):
         """The 1x1 EP network on concat(psi, context, extra); returns (mean, scale) in float32."""

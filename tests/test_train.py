@@ -1,0 +1,193 @@
+"""The training job: every config trains end to end, resumption is exact, data parallelism is
+exact, and bad configs fail at start with a clear message."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from jdc_jax import checkpoints, train
+from jdc_jax.config_validation import ConfigError, validate_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_config(spec: str):
+    """configs/<file>.py[:variant] -> ConfigDict, as the --config flag would."""
+    import importlib.util
+
+    path, _, variant = spec.partition(":")
+    module_spec = importlib.util.spec_from_file_location("cfg", REPO / path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.get_config(variant) if variant else module.get_config()
+
+
+def write_images(folder: Path, sizes, seed=0):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i, (h, w) in enumerate(sizes):
+        ramp = np.linspace(0, 255, w)[None, :, None] * np.ones((h, 1, 3))
+        img = np.clip(ramp + rng.normal(0, 20, (h, w, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(folder / f"img{i}.png")
+    return folder
+
+
+def tiny(config, tmp_path, **overrides):
+    config.channels = config.latent_channels = 8
+    if config.model == "jicd":
+        config.base_channels = 6
+    config.denoiser_depth, config.denoiser_features = 3, 8
+    config.crop_size, config.batch_size = 64, 2
+    config.num_train_steps, config.log_every_steps = 3, 1
+    config.checkpoint_every_steps, config.eval_every_steps = 2, 3
+    config.eval_folder = str(write_images(tmp_path / "eval", [(70, 90), (64, 64)]))
+    config.shuffle_buffer = 4
+    for k, v in overrides.items():
+        setattr(config, k, v)
+    return config
+
+
+@pytest.mark.parametrize("spec", ["configs/jicd.py:smoke", "configs/testolina.py:smoke",
+                                  "configs/jdc.py:smoke", "configs/codec.py:smoke",
+                                  "configs/denoiser.py:smoke"])
+def test_every_config_trains_end_to_end(spec, tmp_path):
+    config = tiny(load_config(spec), tmp_path)
+    metrics = train.train_and_evaluate(config, str(tmp_path / "work"))
+    assert np.isfinite(metrics["loss"])
+    assert metrics["checkpoint"].endswith(os.path.join("checkpoints", "3"))
+    assert 0.0 < metrics["eval_psnr_noisy_input"] < 40.0
+    if config.model != "denoiser":
+        assert metrics["bpp"] > 0.0 and metrics["eval_bpp"] > 0.0
+    saved = json.loads((tmp_path / "work" / "config.json").read_text())
+    assert saved["model"] == config.model
+    params, restored_config, step = checkpoints.restore_params(tmp_path / "work")
+    assert step == 3 and restored_config["model"] == config.model
+
+
+def test_jdc_paired_and_teacher_variants_train(tmp_path):
+    clean = write_images(tmp_path / "clean", [(80, 80), (96, 72)], seed=1)
+    noisy = write_images(tmp_path / "noisy", [(80, 80), (96, 72)], seed=2)
+    paired = tiny(load_config("configs/jdc.py:paired"), tmp_path, msssim_min=0.0,
+                  data_source=f"paired:{noisy},{clean}", num_train_steps=2, eval_folder="")
+    assert np.isfinite(train.train_and_evaluate(paired, str(tmp_path / "paired"))["loss"])
+    denoiser = tiny(load_config("configs/denoiser.py:smoke"), tmp_path, num_train_steps=1,
+                    eval_folder="")
+    train.train_and_evaluate(denoiser, str(tmp_path / "teacher_run"))
+    teacher = tiny(load_config("configs/jdc.py:teacher"), tmp_path, data_source="builtin",
+                   teacher_checkpoint=str(tmp_path / "teacher_run"), num_train_steps=2,
+                   eval_folder="")
+    assert np.isfinite(train.train_and_evaluate(teacher, str(tmp_path / "student"))["loss"])
+
+
+def test_resume_continues_from_the_saved_step_with_identical_state(tmp_path):
+    base = dict(num_train_steps=4, checkpoint_every_steps=2, eval_folder="")
+    straight = tiny(load_config("configs/jicd.py:smoke"), tmp_path, **base)
+    train.train_and_evaluate(straight, str(tmp_path / "straight"))
+    first = tiny(load_config("configs/jicd.py:smoke"), tmp_path, **dict(base, num_train_steps=2))
+    train.train_and_evaluate(first, str(tmp_path / "resumed"))
+    second = tiny(load_config("configs/jicd.py:smoke"), tmp_path, **base)
+    train.train_and_evaluate(second, str(tmp_path / "resumed"))
+    a, _, step_a = checkpoints.restore_params(tmp_path / "straight")
+    b, _, step_b = checkpoints.restore_params(tmp_path / "resumed")
+    assert step_a == step_b == 4
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=0, atol=1e-6)
+
+
+def test_init_from_starts_from_another_models_parameters(tmp_path):
+    donor = tiny(load_config("configs/denoiser.py:smoke"), tmp_path, num_train_steps=1,
+                 eval_folder="")
+    train.train_and_evaluate(donor, str(tmp_path / "donor"))
+    wrong = tiny(load_config("configs/jicd.py:smoke"), tmp_path,
+                 init_from=str(tmp_path / "donor"), num_train_steps=1, eval_folder="")
+    with pytest.raises(ValueError, match="do not match"):
+        train.train_and_evaluate(wrong, str(tmp_path / "wrong"))
+
+
+MULTI_DEVICE_SCRIPT = textwrap.dedent("""
+    import os, sys, json
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    import jax, numpy as np
+    sys.path.insert(0, sys.argv[1])
+    from tests.test_train import load_config
+    from jdc_jax import train
+    config = load_config("configs/jicd.py:smoke")
+    config.channels = config.latent_channels = 8
+    config.base_channels = 6
+    config.batch_size, config.crop_size = 4, 64
+    model = train.model_from_config(config)
+    tx = train.make_optimizer(config)
+    rng = np.random.default_rng(0)
+    clean = rng.integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
+    noisy = np.clip(clean + rng.normal(0, 25, clean.shape), 0, 255).astype(np.uint8)
+    results = []
+    for devices in (jax.devices()[:1], jax.devices()):
+        mesh = train.make_mesh(devices)
+        state = train.create_train_state(config, model, tx, jax.random.key(0))
+        step = train.compile_train_step(model, tx, config, mesh, state)
+        batch = train.global_batch({"noisy": noisy, "clean": clean}, mesh)
+        for _ in range(2):
+            state, metrics = step(state, batch, jax.random.key(1))
+        leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(state.params)]
+        results.append((float(metrics["loss"]), leaves, len(batch["noisy"].sharding.device_set)))
+    (loss1, p1, n1), (loss4, p4, n4) = results
+    diff = max(float(np.max(np.abs(a - b))) for a, b in zip(p1, p4))
+    print(json.dumps({"loss1": loss1, "loss4": loss4, "param_diff": diff, "devices": [n1, n4]}))
+""")
+
+
+def test_four_devices_give_the_same_loss_and_parameters_as_one(tmp_path):
+    script = tmp_path / "multi_device.py"
+    script.write_text(MULTI_DEVICE_SCRIPT)
+    out = subprocess.run([sys.executable, str(script), str(REPO)], capture_output=True,
+                         text=True, timeout=600, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["devices"] == [1, 4]
+    assert abs(result["loss1"] - result["loss4"]) <= 1e-5 * max(1.0, abs(result["loss1"]))
+    assert result["param_diff"] <= 1e-5
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("base_channels", 16, "base_channels"),
+    ("data_source", "ftp:somewhere", "unknown source"),
+    ("data_source", "folder:/nonexistent/folder", "does not exist"),
+    ("rate_point", 7, "rate_point"),
+    ("context_model", "diagonal", "context_model"),
+])
+def test_bad_configs_fail_with_a_clear_message(field, value, message):
+    config = load_config("configs/jicd.py:smoke")
+    setattr(config, field, value)
+    with pytest.raises(ConfigError, match=message):
+        validate_config(config)
+
+
+def test_empty_folder_and_crop_larger_than_every_image_are_refused(tmp_path):
+    config = load_config("configs/jicd.py:smoke")
+    (tmp_path / "empty").mkdir()
+    config.data_source = f"folder:{tmp_path / 'empty'}"
+    with pytest.raises(ConfigError, match="no PNG/JPEG images"):
+        validate_config(config)
+    config.data_source = f"folder:{write_images(tmp_path / 'small', [(40, 50), (60, 30)])}"
+    with pytest.raises(ConfigError, match="larger than every image"):
+        validate_config(config)
+
+
+def test_main_runs_the_smoke_job_from_the_command_line(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "jdc_jax.main", "--config=configs/jicd.py:smoke",
+         f"--workdir={tmp_path / 'work'}", "--config.num_train_steps=2",
+         "--config.log_every_steps=1", "--config.channels=8", "--config.latent_channels=8",
+         "--config.base_channels=6", "--config.eval_folder="],
+        capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "final metrics:" in out.stdout
+    assert f"checkpoint: {tmp_path / 'work' / 'checkpoints' / '2'}" in out.stdout
