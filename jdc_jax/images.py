@@ -19,10 +19,11 @@ from __future__ import annotations
 import io
 import os
 import sys
-import tempfile
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from jdc_jax.atomic_write import write_bytes_atomic
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm")
 
@@ -111,18 +112,9 @@ def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
         raise ValueError(f"write_png expects a uint8 (H, W, 3) image, got {image.dtype} "
                          f"{image.shape}")
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.",
-                                     suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            Image.fromarray(image).save(file, format="PNG")
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def list_images(folder: str | os.PathLike,

@@ -47,8 +47,9 @@ import json
 import math
 import numbers
 import os
-import secrets
 from typing import Any, NamedTuple
+
+from jdc_jax.atomic_write import write_bytes_atomic
 
 RATE_DISTORTION = "rate_distortion"
 REFERENCE = "reference"
@@ -74,30 +75,8 @@ RESULTS_SCHEMA: dict[str, Field] = {
 }
 
 
-def write_file_atomically(path: str | os.PathLike, payload: bytes) -> None:
-    """Writes ``payload`` to ``path`` via a temporary file and ``os.replace``.
-
-    Readers see either the old file or the complete new one, never a partial write. Missing
-    parent directories are created.
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    temporary = os.path.join(
-        directory, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    )
-    # os.open with mode 0o666 lets the umask decide the final permissions, as for open().
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(descriptor, "wb") as stream:
-            stream.write(payload)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+# Kept under this name for the evaluation CLIs.
+write_file_atomically = write_bytes_atomic
 
 
 def _is_number(value: Any) -> bool:

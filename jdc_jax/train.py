@@ -15,7 +15,6 @@ ladder).
 from __future__ import annotations
 
 import functools
-import json
 import os
 import time
 from pathlib import Path

@@ -26,12 +26,12 @@ import dataclasses
 import functools
 import hashlib
 import math
-import os
 import struct
-import tempfile
 import zlib
 
 import numpy as np
+
+from jdc_jax.atomic_write import write_bytes_atomic
 
 FORMAT_MAGIC = b"JDCT"
 FORMAT_VERSION = 1
@@ -232,19 +232,7 @@ class CodingTables:
 
     def save(self, path) -> None:
         """Write the canonical bytes to `path` atomically (temporary file, then rename)."""
-        path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
-        handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tables-", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as file:
-                file.write(self.to_bytes())
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            if os.path.exists(temporary):
-                os.remove(temporary)
-            raise
+        write_bytes_atomic(path, self.to_bytes())
 
     @classmethod
     def load(cls, path) -> "CodingTables":

@@ -61,13 +61,4 @@ class Hyperprior(CodecPieces, nn.Module):
         return self.g_s(h).astype(jnp.float32)
 
     def __call__(self, x, *, train: bool = False):
-        y = self.analysis(x)
-        z = self.hyper_analysis(y)
-        z_hat, side_likelihoods = self.side_prior(z, mode="noise" if train else "round")
-        psi = self.hyper_synthesis(z_hat)
-        y_hat, base_likelihoods, _, _ = self.base_parameters.quantize_and_model(
-            psi, y, train=train, decoder_input=self.decoder_input)
-        return {
-            "reconstruction": self.synthesize(y_hat),
-            "likelihoods": {"side": side_likelihoods, "base": base_likelihoods},
-        }
+        return self.single_layer_forward(x, train=train)

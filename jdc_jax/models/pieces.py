@@ -24,3 +24,15 @@ class CodecPieces:
     def hyper_synthesis(self, z_hat):
         """z_hat -> psi (B, H/16, W/16, 2M)."""
         return self.h_s(z_hat.astype(self.dtype)).astype(jnp.float32)
+
+    def single_layer_forward(self, x, *, train: bool):
+        """The forward pass of a single-layer codec (side + base streams, one synthesis)."""
+        y = self.analysis(x)
+        z_hat, side_likelihoods = self.side_prior(self.hyper_analysis(y),
+                                                  mode="noise" if train else "round")
+        y_hat, base_likelihoods, _, _ = self.base_parameters.quantize_and_model(
+            self.hyper_synthesis(z_hat), y, train=train, decoder_input=self.decoder_input)
+        return {
+            "reconstruction": self.synthesize(y_hat),
+            "likelihoods": {"side": side_likelihoods, "base": base_likelihoods},
+        }
