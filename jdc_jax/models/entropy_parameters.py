@@ -67,35 +67,41 @@ class GroupEntropyParameters(nn.Module):
         """Masked-convolution features (B, h, w, 2 C_g) of an already quantized group."""
         return self.context(y_hat_group)
 
-    def serial_context_at(self, causal_rows):
-        """The serial context features of one position, from the rows that reach it.
-
-        causal_rows: (B, k // 2 + 1, k, C_g) quantized latent around a position p = (i, j), k
-        the masked kernel size (5): rows i - k // 2 .. i and columns j - k // 2 .. j + k // 2,
-        zero outside the latent. Entries at p and to its right are ignored (masked).
-        Returns (B, 2 C_g) float32: the masked convolution at p, the value `context_features`
-        gives there for the whole group, up to floating-point summation order.
-        """
+    def serial_context_taps(self):
+        """(k, k) bool numpy mask of the causal taps of the serial context's k x k window: the
+        positions before its centre in raster order (`masked_conv_mask` type "A"); T of them
+        (12 for k = 5)."""
         if self.context_model != "serial":
-            raise ValueError(f"serial_context_at needs the serial context model, not "
-                             f"{self.context_model!r}")
-        size = self.context.kernel_size
-        parameters = self.context.variables["params"]
-        mask = masked_conv_mask(size, self.context.mask_type)[: size // 2 + 1]
-        kernel = parameters["kernel"][: size // 2 + 1] * mask[:, :, None, None]
-        rows = jnp.asarray(causal_rows, jnp.float32)
-        return jnp.einsum("bhwc,hwcf->bf", rows, kernel) + parameters["bias"]
+            raise ValueError(f"the {self.context_model!r} context model has no causal taps")
+        return masked_conv_mask(self.context.kernel_size, self.context.mask_type) > 0
 
-    def entropy_parameters_at(self, psi_at, causal_rows, extra_at=None):
+    def serial_context_matrix(self):
+        """The serial context of one position as one matrix product.
+
+        Returns (matrix (T * C_g, 2 C_g), bias (2 C_g,)) float32 such that, for taps (B, T, C_g)
+        the quantized latent at the T causal positions around a position (`serial_context_taps`
+        in raster order; zero outside the latent), taps.reshape(B, T * C_g) @ matrix + bias is
+        the masked convolution `context_features` gives at that position, up to floating-point
+        summation order. Computed once per model, so a per-position step reads only these taps.
+        """
+        parameters = self.context.variables["params"]
+        kernel = jnp.asarray(parameters["kernel"], jnp.float32)[self.serial_context_taps()]
+        return kernel.reshape(-1, kernel.shape[-1]), jnp.asarray(parameters["bias"], jnp.float32)
+
+    def entropy_parameters_at(self, psi_at, causal_taps, context_matrix, context_bias,
+                              extra_at=None):
         """(mean, scale), each (B, C_g) float32, at one position of a serial-context group.
 
         psi_at (B, 2M) and extra_at (B, E) are the hyper-synthesis features and the extra
-        conditioning at the position; causal_rows as in `serial_context_at`. This is the
-        per-position form the serial encoder and decoder both run, so they see identical floats.
+        conditioning at the position, causal_taps (B, T, C_g) its already decoded neighbours and
+        (context_matrix, context_bias) `serial_context_matrix()`. This is the per-position form
+        the serial encoder and decoder both run, so they see identical floats.
         """
-        context = self.serial_context_at(causal_rows)[:, None, None, :]
+        taps = jnp.asarray(causal_taps, jnp.float32)
+        context = taps.reshape(taps.shape[0], -1) @ context_matrix + context_bias
         extra = None if extra_at is None else extra_at[:, None, None, :]
-        mean, scale = self.entropy_parameters(psi_at[:, None, None, :], context, extra)
+        mean, scale = self.entropy_parameters(psi_at[:, None, None, :],
+                                              context[:, None, None, :], extra)
         return mean[:, 0, 0], scale[:, 0, 0]
 
     def entropy_parameters(self, psi, context=None, extra=None):

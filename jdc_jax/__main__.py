@@ -1,0 +1,158 @@
+"""Command line of the ``.jdc`` codec.
+
+    python -m jdc_jax compress   --checkpoint CKPT INPUT OUTPUT.jdc [--layers full|base]
+    python -m jdc_jax decompress --checkpoint CKPT INPUT.jdc OUTPUT.png [--output denoised|noisy]
+    python -m jdc_jax info INPUT.jdc
+
+compress: INPUT is an image file (PNG, JPEG, BMP, PPM; grey and alpha are converted with a note)
+or a folder, whose images (recursively) are written to OUTPUT as a folder of .jdc files with the
+same relative paths. decompress writes a PNG. info prints the header fields and the bytes and
+bits per pixel of each stream as JSON, without loading a model. CKPT is a work directory, its
+checkpoints/ directory or one step directory (see `jdc_jax.codec.api.Codec.from_checkpoint`).
+
+Outputs are written atomically (temporary file, then rename). Errors (missing or foreign files,
+damaged chunks, a file written with another model, a missing checkpoint, an output the file
+cannot give) print one line, ``jdc_jax: error: ...``, and exit with status 1; usage errors exit
+with status 2. This path imports neither TensorFlow nor, for `info`, JAX.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from jdc_jax.codec import file_format
+from jdc_jax.codec.file_info import file_info
+from jdc_jax.results import write_file_atomically
+
+# Published models by name (a model zoo), each a checkpoint location; none are published yet.
+MODEL_ZOO: dict[str, str] = {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        args.run(args)
+    except (ValueError, OSError) as error:
+        print(f"jdc_jax: error: {_one_line(error)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m jdc_jax", description="Compress images to scalable .jdc files "
+        "(a denoised base layer and a noise enhancement layer) and decode them.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    compress = commands.add_parser("compress", help="image (or folder of images) -> .jdc")
+    _add_model_arguments(compress)
+    compress.add_argument("input", help="image file or folder of images")
+    compress.add_argument("output", help=".jdc file (or folder, for a folder input)")
+    compress.add_argument("--layers", choices=("full", "base"), default="full",
+                          help="full: side, base and enhancement layers; base: no enhancement "
+                               "layer (denoised output only)")
+    compress.set_defaults(run=_compress)
+
+    decompress = commands.add_parser("decompress", help=".jdc -> PNG")
+    _add_model_arguments(decompress)
+    decompress.add_argument("input", help=".jdc file")
+    decompress.add_argument("output", help="PNG file to write")
+    decompress.add_argument("--output", dest="product", default="denoised",
+                            choices=("denoised", "noisy", "reconstruction"),
+                            help="denoised (base layer), noisy (JICD: needs the enhancement "
+                                 "layer) or reconstruction (single-output models)")
+    decompress.set_defaults(run=_decompress)
+
+    info = commands.add_parser("info", help="header fields and stream sizes of a .jdc file")
+    info.add_argument("input", help=".jdc file")
+    info.set_defaults(run=_info)
+    return parser
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="training work directory or checkpoint directory")
+    source.add_argument("--model", help="name of a published model (none are available yet)")
+
+
+def _load_codec(args):
+    if args.model is not None and args.model not in MODEL_ZOO:
+        available = ", ".join(sorted(MODEL_ZOO)) or "none yet"
+        raise ValueError(f"unknown model {args.model!r}; available models: {available} "
+                         f"(use --checkpoint)")
+    from jdc_jax.codec.api import Codec  # JAX is imported only by the commands that need it
+
+    return Codec.from_checkpoint(MODEL_ZOO.get(args.model) or args.checkpoint)
+
+
+def _compress(args) -> None:
+    from jdc_jax import images
+
+    if os.path.isdir(args.input):
+        sources = images.list_images(args.input)
+        targets = [Path(args.output) / Path(os.path.relpath(source, args.input)).with_suffix(
+            ".jdc") for source in sources]
+    else:
+        if not os.path.isfile(args.input):
+            raise FileNotFoundError(f"input image not found: {args.input}")
+        sources, targets = [args.input], [Path(args.output)]
+    codec = _load_codec(args)
+    progress = _progress(len(sources), "compress")
+    total_bits = total_pixels = 0
+    for source, target in zip(sources, targets):
+        data = codec.compress(images.read_image(source), layers=args.layers)
+        write_file_atomically(target, data)
+        info = file_info(data)
+        total_bits += 8 * len(data)
+        total_pixels += info["num_pixels"]
+        if progress is None:
+            print(f"{target}: {len(data)} bytes, {info['bits_per_pixel']['total']:.4f} bpp "
+                  f"(denoised product {info['bits_per_pixel']['base_only']:.4f} bpp)")
+        else:
+            progress.update(1)
+    if progress is not None:
+        progress.close()
+        print(f"{args.output}: {len(sources)} files, {total_bits / total_pixels:.4f} bpp")
+
+
+def _decompress(args) -> None:
+    from jdc_jax import images
+
+    data = _read(args.input)
+    file_format.parse_file(data)  # a damaged or foreign file fails before a model is loaded
+    image = _load_codec(args).decompress(data, output=args.product)
+    images.write_png(args.output, image)
+    print(f"{args.output}: {image.shape[0]}x{image.shape[1]} {args.product}")
+
+
+def _info(args) -> None:
+    print(json.dumps(file_info(_read(args.input)), indent=2))
+
+
+def _progress(count: int, what: str):
+    """A tqdm bar on stderr for several files, None for one."""
+    if count < 2:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=count, desc=what, unit="image", file=sys.stderr)
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as file:
+        return file.read()
+
+
+def _one_line(error: Exception) -> str:
+    if isinstance(error, OSError) and error.strerror and error.filename:
+        return f"{error.filename}: {error.strerror}"
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""Rate-distortion evaluation with the real codec: `python -m jdc_jax.evaluate`.
+
+Every image is coded to a `.jdc` file and decoded, so rates are file sizes, not estimates. Noise
+is synthesized per image from a seed derived from its file name (`noise.noisy_for_file`), so
+every method sees identical noisy inputs. Methods:
+
+- codec checkpoints (one per rate point): JICD (denoised from the base layer alone: the file cut
+  after its base chunk; noisy reconstruction from the full file), Testolina, JDC;
+- the cascade: plain-codec checkpoints (trained noisy -> noisy) with `--denoiser CKPT`, which
+  denoises the decoded image;
+- `--method denoiser --denoiser CKPT`: the denoiser on the raw noisy image (a reference result);
+- `--method bm3d`: CBM3D (`bm3d.bm3d_rgb`) on the raw noisy image given the true noise std
+  (AWGN sigma; for other noise the std of noisy - clean, as the JICD paper does for FFDNet).
+
+Per image and as means: `bpp` (the denoised product: header + side + base bytes), `bpp_full`
+(the whole file), PSNR / SSIM / MS-SSIM of the denoised output vs the clean image and of the
+noisy reconstruction vs the noisy input, the PSNR of the noisy input itself, and encode/decode
+times. Output: one CompressAI-shaped results JSON (`jdc_jax.results`).
+
+    python -m jdc_jax.evaluate --checkpoints runs/jicd/rp1 runs/jicd/rp2 \
+        --dataset folder:../shared/testsets/kodak24 --noise awgn:25 --seed 0 \
+        --name "JICD sigma=25" --out results/jicd_awgn25.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+from tqdm import tqdm
+
+from jdc_jax import images as image_io
+from jdc_jax import metrics
+from jdc_jax import noise as noise_lib
+from jdc_jax import results as results_lib
+
+METHODS = ("codec", "denoiser", "bm3d")
+
+
+def load_dataset(spec: str, limit: int = 0) -> list[tuple[str, np.ndarray]]:
+    """`folder:PATH` -> [(file name, uint8 RGB image)], sorted by name."""
+    kind, _, path = spec.partition(":")
+    if kind != "folder" or not path:
+        raise ValueError(f"dataset must be folder:PATH, got {spec!r}")
+    if not os.path.isdir(path):
+        raise ValueError(f"dataset folder does not exist: {path}")
+    files = image_io.list_images(path)
+    if not files:
+        raise ValueError(f"no images in dataset folder {path}")
+    files = files[:limit] if limit else files
+    return [(os.path.basename(f), image_io.read_image(f)) for f in files]
+
+
+def quality(output: np.ndarray, reference: np.ndarray, prefix: str = "") -> dict:
+    return {f"psnr{prefix}": metrics.psnr(output, reference),
+            f"ssim{prefix}": metrics.ssim(output, reference),
+            f"ms-ssim{prefix}": metrics.ms_ssim(output, reference)}
+
+
+class DenoiserRunner:
+    """A trained Flax denoiser checkpoint applied to uint8 images (compiled per image shape)."""
+
+    def __init__(self, path: str):
+        import jax
+
+        from jdc_jax import checkpoints
+        from jdc_jax.train import model_from_config
+
+        params, config, _ = checkpoints.restore_params(path)
+        model = model_from_config(config)
+        if model.kind != "denoiser":
+            raise ValueError(f"{path} holds a {config['model']!r} model, not a denoiser")
+        self._apply = jax.jit(lambda x: model.apply({"params": params}, x)["denoised"])
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        x = image[None].astype(np.float32) / 255.0
+        out = np.asarray(self._apply(x))[0]
+        return np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8)
+
+
+def noise_std(spec: noise_lib.NoiseSpec, spec_text: str, noisy, clean) -> float:
+    """The noise std (8-bit units) CBM3D is given: sigma for fixed AWGN, else measured."""
+    kind, _, argument = spec_text.partition(":")
+    if kind == "awgn" and argument.replace(".", "", 1).isdigit():
+        return float(argument)
+    return float(np.std(noisy.astype(np.float64) - clean.astype(np.float64)))
+
+
+def evaluate_codec(checkpoint: str, dataset, spec, seed: int, denoiser=None, progress=None):
+    """Per-image metrics of one codec checkpoint (one rate point)."""
+    from jdc_jax.codec import Codec
+    from jdc_jax.codec import file_format
+
+    codec = Codec.from_checkpoint(checkpoint)
+    cascade = codec.model_kind == "codec"
+    if cascade and denoiser is None:
+        raise ValueError(f"{checkpoint} is a plain codec (noisy -> noisy): give --denoiser to "
+                         "evaluate the codec-then-denoiser cascade")
+    rows = []
+    for name, clean in dataset:
+        noisy = noise_lib.noisy_for_file(clean, name, spec, seed)
+        pixels = clean.shape[0] * clean.shape[1]
+        t0 = time.perf_counter()
+        data = codec.compress(noisy, layers="full")
+        encoding_time = time.perf_counter() - t0
+        row = {"image": name, "bpp_full": 8.0 * len(data) / pixels,
+               "encoding_time": encoding_time, "psnr_noisy_input": metrics.psnr(noisy, clean)}
+        t0 = time.perf_counter()
+        if codec.scalable:
+            base_only = file_format.truncate_to_base(data)
+            row["bpp"] = 8.0 * len(base_only) / pixels
+            denoised = codec.decompress(base_only, output="denoised")
+            row["decoding_time"] = time.perf_counter() - t0
+            row.update(quality(codec.decompress(data, output="noisy"), noisy,
+                               "_noisy_reconstruction"))
+        else:
+            row["bpp"] = row["bpp_full"]
+            decoded = codec.decompress(data, output="reconstruction")
+            if cascade:
+                row.update(quality(decoded, noisy, "_noisy_reconstruction"))
+                denoised = denoiser(decoded)
+            else:
+                denoised = decoded
+            row["decoding_time"] = time.perf_counter() - t0
+        row.update(quality(denoised, clean))
+        rows.append(row)
+        if progress is not None:
+            progress.update(1)
+    return rows
+
+
+def evaluate_reference(method: str, dataset, spec, spec_text: str, seed: int, denoiser=None,
+                       progress=None):
+    rows = []
+    for name, clean in dataset:
+        noisy = noise_lib.noisy_for_file(clean, name, spec, seed)
+        t0 = time.perf_counter()
+        if method == "denoiser":
+            denoised = denoiser(noisy)
+        else:
+            import bm3d
+
+            sigma = noise_std(spec, spec_text, noisy, clean) / 255.0
+            out = bm3d.bm3d_rgb(noisy.astype(np.float64) / 255.0, sigma)
+            denoised = np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8)
+        row = {"image": name, "decoding_time": time.perf_counter() - t0,
+               "psnr_noisy_input": metrics.psnr(noisy, clean)}
+        row.update(quality(denoised, clean))
+        rows.append(row)
+        if progress is not None:
+            progress.update(1)
+    return rows
+
+
+def mean_of(rows: list[dict]) -> dict:
+    keys = [k for k in rows[0] if k != "image"]
+    return {k: float(np.mean([r[k] for r in rows])) for k in keys}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jdc_jax.evaluate",
+                                     description="Rate-distortion evaluation with real files.")
+    parser.add_argument("--checkpoints", nargs="*", default=[],
+                        help="codec checkpoints, one per rate point")
+    parser.add_argument("--method", choices=METHODS, default="codec")
+    parser.add_argument("--denoiser", default="", help="denoiser checkpoint (cascade or "
+                        "--method denoiser)")
+    parser.add_argument("--dataset", required=True, help="folder:PATH")
+    parser.add_argument("--noise", required=True,
+                        help="awgn:S | practical | poisson_gaussian:a,b | ...")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--name", required=True, help="method name in plots and tables")
+    parser.add_argument("--description", default="")
+    parser.add_argument("--limit", type=int, default=0, help="evaluate the first N images only")
+    parser.add_argument("--out", required=True, help="results JSON path")
+    args = parser.parse_args(argv)
+    try:
+        spec = noise_lib.parse_noise_spec(args.noise)
+        dataset = load_dataset(args.dataset, args.limit)
+        denoiser = DenoiserRunner(args.denoiser) if args.denoiser else None
+        if args.method == "codec" and not args.checkpoints:
+            raise ValueError("--method codec needs --checkpoints")
+        if args.method == "denoiser" and denoiser is None:
+            raise ValueError("--method denoiser needs --denoiser CKPT")
+        meta = {"dataset": args.dataset, "noise": args.noise, "seed": args.seed,
+                "checkpoints": args.checkpoints, "denoiser": args.denoiser,
+                "method": args.method, "images": len(dataset),
+                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} cores"}
+        units = len(dataset) * max(len(args.checkpoints), 1)
+        with tqdm(total=units, desc=args.name, unit="image", file=sys.stderr) as progress:
+            if args.method == "codec":
+                per_point = [evaluate_codec(c, dataset, spec, args.seed, denoiser, progress)
+                             for c in args.checkpoints]
+                means = [mean_of(rows) for rows in per_point]
+                results = {k: [m[k] for m in means] for k in means[0]}
+                per_image = [dict(r, rate_point=i) for i, rows in enumerate(per_point)
+                             for r in rows]
+                kind = results_lib.RATE_DISTORTION
+            else:
+                rows = evaluate_reference(args.method, dataset, spec, args.noise, args.seed,
+                                          denoiser, progress)
+                results, per_image, kind = mean_of(rows), rows, results_lib.REFERENCE
+                results.pop("encoding_time", None)
+        results_lib.write_results(args.out, args.name, results, description=args.description,
+                                  meta=meta, per_image=per_image, kind=kind)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
