@@ -38,9 +38,9 @@ from typing import Callable
 
 import numpy as np
 
+from jdc_jax.codec.file_format import CONTEXT_MODELS
 from jdc_jax.entropy import latent_coding, range_coder
 from jdc_jax.entropy.tables import CodingTables
-from jdc_jax.models.entropy_parameters import CONTEXT_MODELS
 
 # (psi (h, w, 2M), y_hat (h, w, C) or None, extra (h, w, E) or None) -> (mean, scale) (h, w, C)
 GroupParameters = Callable[..., tuple[np.ndarray, np.ndarray]]

@@ -1,15 +1,35 @@
 """Entropy models and entropy coding: quantization, the factorized and Gaussian densities, their
-integer coding tables, and the range coder."""
+integer coding tables, and the range coder.
 
-from jdc_jax.entropy.factorized import FactorizedPrior, build_factorized_tables
-from jdc_jax.entropy.gaussian import (
-    SCALE_BOUND,
-    SCALE_TABLE,
-    GaussianConditional,
-    build_gaussian_tables,
-    gaussian_likelihood,
-    scale_indexes,
-)
-from jdc_jax.entropy.quantization import QUANTIZATION_MODES, lower_bound, quantize
-from jdc_jax.entropy.range_coder import Decoder, Encoder, decode, encode
-from jdc_jax.entropy.tables import CodingTables, quantize_pmf
+Names are resolved on first use, so importing one submodule (e.g. the range coder, which an
+exported inference package needs) does not import Flax through the factorized prior.
+"""
+
+import importlib
+
+_EXPORTS = {
+    "FactorizedPrior": "factorized",
+    "build_factorized_tables": "factorized",
+    "SCALE_BOUND": "gaussian",
+    "SCALE_TABLE": "gaussian",
+    "GaussianConditional": "gaussian",
+    "build_gaussian_tables": "gaussian",
+    "gaussian_likelihood": "gaussian",
+    "scale_indexes": "gaussian",
+    "QUANTIZATION_MODES": "quantization",
+    "lower_bound": "quantization",
+    "quantize": "quantization",
+    "Decoder": "range_coder",
+    "Encoder": "range_coder",
+    "decode": "range_coder",
+    "encode": "range_coder",
+    "CodingTables": "tables",
+    "quantize_pmf": "tables",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,480 @@
+"""`FileCodec`: 8-bit RGB images to scalable ``.jdc`` files and back, given a codec's compiled
+pieces as plain callables.
+
+Encoding (the decoder mirrors it from the decoded symbols):
+
+    image uint8 (H, W, 3) -> edge-replicate bottom/right to multiples of 64 -> x = image / 255
+    y = g_a(x);  z = h_a(y)
+    side:        symbol = round(z - median_c), z_hat = symbol + median_c   (one table per channel)
+    psi = h_s(z_hat)
+    base:        the base latent (all of y for single-layer models), in the order of its context
+                 model (`context_decoding`): none, checkerboard or serial
+    enhancement: JICD only; its entropy parameters also see the decoded base latent
+    output = synthesis(decoded latents) cropped to (H, W), rounded and clipped to uint8
+
+The side and base chunks alone decode the denoised image (JICD, Ranjbar Alvar et al. 2022), so a
+file cut after its base chunk (`file_format.truncate_to_base`) decodes it identically.
+Bits per pixel always divide by the real H * W pixels, never the padded size.
+
+Exactness. Only integers cross the channel. The medians z_hat is centred on are the float32
+values stored in the side tables, never recomputed. Encoder and decoder run the same compiled
+functions on the same inputs, so on one platform they see bit-identical means and scales. Each
+chunk stores the CRC-32 of its symbols (int32 little-endian, coding order); a decoder whose
+floats differ from the encoder's (another platform) finds a different CRC and raises
+`SymbolsMismatch` instead of returning a wrong image.
+
+The pieces. This module knows no model class: it calls functions by the names below, each
+taking and returning batched float32 arrays (batch 1), the weights already bound. The native
+codec (`api.Codec`) binds jitted model functions (`model_functions`), the exported package
+(`jdc_jax.exported`) the same functions deserialized with `jax.export`; both run this one
+coding loop, so their files are byte-identical wherever their floats are.
+
+    analysis(x (1, H, W, 3))               -> y (1, H/16, W/16, M)
+    hyper_analysis(y)                      -> z (1, H/64, W/64, N)
+    hyper_synthesis(z_hat)                 -> psi (1, H/16, W/16, P)
+    synthesize_denoised(base)              -> (1, H, W, 3)   JICD; and
+    synthesize_noisy(base, enhancement)    -> (1, H, W, 3)   JICD; or
+    synthesize(y_hat)                      -> (1, H, W, 3)   single-layer models
+    per latent group G ("base", "enhancement"), by its context model:
+      none:          G_parameters(psi[, extra])             -> (mean, scale) (1, h, w, C)
+      checkerboard:  G_parameters(psi, y_hat[, extra])      -> (mean, scale)
+      serial:        G_context_matrix()                     -> (matrix (T C, 2C), bias (2C,))
+                     G_parameters_at(psi_at (1, P), taps (1, T, C), matrix, bias[, extra_at (1, E)])
+                                                            -> (2, C): mean, scale
+    extra: the decoded base latent, for the enhancement group only.
+
+Outputs. JICD decodes "denoised" (side + base) or "noisy" (all three chunks: the noisy
+reconstruction). Single-output models decode their one output, its reconstruction, for
+output="denoised" or "reconstruction"; "noisy" is refused (they have no noisy product).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import zlib
+from typing import Callable, Mapping
+
+import jax
+import numpy as np
+
+from jdc_jax.codec import context_decoding, file_format
+from jdc_jax.codec.file_info import file_info
+from jdc_jax.entropy import range_coder
+from jdc_jax.entropy.tables import CodingTables
+
+# g_a downsamples by 16 and h_a by 4 more: z is the image / 64.
+PADDING_MULTIPLE = 64
+LATENT_STRIDE = 16
+SIDE_STRIDE = 64
+SCALABLE_STREAMS = ("side", "base", "enhancement")
+SINGLE_LAYER_STREAMS = ("side", "base")
+
+
+def group_function_names(stream: str, context_model: str) -> tuple[str, ...]:
+    """Names of the entropy-parameter functions latent group `stream` needs (module docstring)."""
+    if context_model == "serial":
+        return (f"{stream}_context_matrix", f"{stream}_parameters_at")
+    return (f"{stream}_parameters",)
+
+
+def function_names(streams: tuple[str, ...], context_model: str) -> tuple[str, ...]:
+    """Every function a codec with these streams and context model runs."""
+    synthesis = (("synthesize_denoised", "synthesize_noisy") if "enhancement" in streams
+                 else ("synthesize",))
+    groups = tuple(name for stream in streams[1:]
+                   for name in group_function_names(stream, context_model))
+    return ("analysis", "hyper_analysis", "hyper_synthesis", *synthesis, *groups)
+
+
+class SymbolsMismatch(file_format.CorruptChunk):
+    """A chunk's decoded symbols are not the encoder's: their CRC-32 differs from the stored one,
+    or the range decoder finds the payload undecodable although its byte CRC is right. The
+    decoder's entropy parameters differ from the encoder's (e.g. another platform's floating
+    point, or a different build of the model)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Encoding:
+    """What `FileCodec.encode` produced.
+
+    Attributes:
+      data: the ``.jdc`` file.
+      symbols: int32 symbols per stream ("side", "base", "enhancement"), flattened in coding
+        order (what the decoder must reproduce).
+      latents: quantized latents per stream, float32: side (h/4, w/4, N) z_hat, base and
+        enhancement (h, w, C) y_hat (h, w the latent size).
+    """
+
+    data: bytes
+    symbols: dict[str, np.ndarray]
+    latents: dict[str, np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class Decoding:
+    """What `FileCodec.decode` produced.
+
+    Attributes:
+      image: the model's output, float32 (H, W, 3) in [0, 1] (unclipped), cropped to the real size.
+      output: which output it is ("denoised", "noisy" or "reconstruction").
+      symbols, latents: as in `Encoding`, for the streams decoded.
+    """
+
+    image: np.ndarray
+    output: str
+    symbols: dict[str, np.ndarray]
+    latents: dict[str, np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class LatentGroup:
+    """What the coder must know of one Gaussian-modelled latent group besides its functions.
+
+    Attributes:
+      channels: C, the group's latent channels (base: the first C of y, enhancement: the rest).
+      causal_taps: (k, k) bool mask of the serial context's causal taps; None otherwise.
+    """
+
+    channels: int
+    causal_taps: np.ndarray | None = None
+
+
+class FileCodec:
+    """Compresses uint8 RGB images with one codec's compiled pieces and decodes its files.
+
+    Args:
+      functions: name -> callable, the pieces of the module docstring (weights bound).
+      model_kind: the name written in file headers (`file_format.MODEL_KINDS`).
+      model_id: the 32-byte model identifier written in file headers and checked on decoding.
+      context_model: "none", "serial" or "checkerboard".
+      streams: ("side", "base") or ("side", "base", "enhancement").
+      groups: stream -> `LatentGroup`, for "base" (and "enhancement").
+      side_channels: N, the channels of z.
+      side_tables, latent_tables: the coding tables.
+    """
+
+    def __init__(self, *, functions: Mapping[str, Callable], model_kind: str, model_id: bytes,
+                 context_model: str, streams: tuple[str, ...],
+                 groups: Mapping[str, LatentGroup], side_channels: int,
+                 side_tables: CodingTables, latent_tables: CodingTables):
+        if tuple(streams) not in (SINGLE_LAYER_STREAMS, SCALABLE_STREAMS):
+            raise ValueError(f"streams must be {SINGLE_LAYER_STREAMS} or {SCALABLE_STREAMS}, "
+                             f"got {streams}")
+        if model_kind not in file_format.MODEL_KINDS:
+            raise ValueError(f"model kind {model_kind!r} cannot be written to a .jdc file; "
+                             f"expected one of {file_format.MODEL_KINDS}")
+        if context_model not in file_format.CONTEXT_MODELS:
+            raise ValueError(f"unknown context model {context_model!r}; expected one of "
+                             f"{file_format.CONTEXT_MODELS}")
+        if len(model_id) != 32:
+            raise ValueError(f"model identifier must be 32 bytes, got {len(model_id)}")
+        self.streams = tuple(streams)
+        missing = [name for name in function_names(self.streams, context_model)
+                   if name not in functions]
+        if missing:
+            raise ValueError(f"missing codec functions: {', '.join(missing)}")
+        if set(groups) != set(self.streams[1:]):
+            raise ValueError(f"latent groups {sorted(groups)} do not match the streams "
+                             f"{self.streams[1:]}")
+        self.model_kind = model_kind
+        self.model_id = bytes(model_id)
+        self.context_model = context_model
+        self.side_tables = side_tables
+        self.latent_tables = latent_tables
+        self.side_channels = int(side_channels)
+        self.groups = dict(groups)
+        self.outputs = (("denoised", "noisy") if self.scalable
+                        else ("denoised", "reconstruction"))
+        self._medians = np.asarray(side_tables.medians, np.float32)
+        self._functions = dict(functions)
+        if self.scalable:
+            self._synthesis = {"denoised": functions["synthesize_denoised"],
+                               "noisy": functions["synthesize_noisy"]}
+        else:
+            self._synthesis = {"denoised": functions["synthesize"],
+                               "reconstruction": functions["synthesize"]}
+        self._position_parameters = {stream: self._serial_step(stream)
+                                     for stream in self.streams[1:]
+                                     if context_model == "serial"}
+
+    @property
+    def scalable(self) -> bool:
+        """Whether the model has an enhancement layer (JICD)."""
+        return "enhancement" in self.streams
+
+    @property
+    def latent_channels(self) -> int:
+        """M, the channels of y (all groups)."""
+        return sum(group.channels for group in self.groups.values())
+
+    # ----------------------------------------------------------------------- public API
+
+    def compress(self, image, layers: str = "full") -> bytes:
+        """A ``.jdc`` file of `image`, uint8 (H, W, 3) in [0, 255] (grey (H, W) or (H, W, 1)
+        and RGBA / grey-alpha are converted, with a note on stderr).
+
+        layers: "full" (JICD: side, base and enhancement chunks) or "base" (no enhancement
+        chunk: decodes the denoised output only). Single-layer models write the same file for
+        both. Compressing the same image twice gives the same bytes.
+        """
+        return self.encode(image, layers).data
+
+    def decompress(self, data: bytes, output: str = "denoised") -> np.ndarray:
+        """The decoded image, uint8 (H, W, 3), of a ``.jdc`` file written with this model.
+
+        output: "denoised" (JICD base layer; needs only the side and base chunks) or "noisy"
+        (JICD; needs the enhancement chunk); single-output models accept "denoised" or
+        "reconstruction". Raises `file_format.JdcFormatError` subclasses for damaged, foreign
+        or other-model files, `SymbolsMismatch` when the decoded symbols are not the encoder's,
+        and ValueError for an output the file or model cannot give.
+        """
+        return to_uint8(self.decode(data, output).image)
+
+    def info(self, data: bytes) -> dict:
+        """`file_info(data)` (header fields, bytes and bits per pixel per stream) plus
+        "written_with_this_model": whether the file's model identifier is this codec's."""
+        info = file_info(data)
+        info["written_with_this_model"] = info["model_id"] == self.model_id.hex()
+        return info
+
+    def encode(self, image, layers: str = "full") -> Encoding:
+        """`compress`, also returning the coded symbols and quantized latents."""
+        if layers not in ("full", "base"):
+            raise ValueError(f"layers must be 'full' or 'base', got {layers!r}")
+        image = as_rgb_image(image)
+        height, width = image.shape[:2]
+        padded = np.pad(image, ((0, -height % PADDING_MULTIPLE), (0, -width % PADDING_MULTIPLE),
+                                (0, 0)), mode="edge")
+        x = padded[None].astype(np.float32) / 255.0
+        y = self._functions["analysis"](x)
+        z = np.asarray(self._functions["hyper_analysis"](y))[0]
+        y = np.asarray(y)[0]
+        side_symbols = np.round(z - self._medians).astype(np.int32)
+        symbols = {"side": side_symbols.reshape(-1)}
+        payloads = {"side": _encode_side_symbols(side_symbols, self.side_tables)}
+        crcs = {"side": _crc32(side_symbols)}
+        z_hat = side_symbols.astype(np.float32) + self._medians
+        latents = {"side": z_hat}
+        psi = self._psi(z_hat)
+        streams = self.streams if layers == "full" else ("side", "base")
+        y_groups = self._split(y)
+        for stream in streams[1:]:
+            coder = context_decoding.LatentEncoder(
+                y_groups[stream], self.latent_tables, round_around_mean=self._round_around_mean)
+            latents[stream] = self._code_group(stream, coder, psi, latents.get("base"))
+            payloads[stream], symbols[stream] = coder.finish(), coder.symbols
+            crcs[stream] = coder.symbols_crc
+        header = file_format.Header(
+            model_kind=self.model_kind, model_id=self.model_id, height=height, width=width,
+            padded_height=padded.shape[0], padded_width=padded.shape[1],
+            padding_mode="replicate",
+            latent_shapes=self.latent_shapes(padded.shape[0], padded.shape[1]),
+            context_model=self.context_model, side_written=True,
+            enhancement_written="enhancement" in streams)
+        data = file_format.write_file(header, payloads, crcs)
+        return Encoding(data, symbols, latents)
+
+    def decode(self, data: bytes, output: str = "denoised") -> Decoding:
+        """`decompress`, returning the model's float output and the decoded symbols/latents."""
+        if output not in self.outputs:
+            if output == "noisy":
+                raise ValueError(f"a {self.model_kind} model has one output, its reconstruction;"
+                                 f" output 'noisy' needs a JICD model (choose 'denoised' or "
+                                 f"'reconstruction')")
+            raise ValueError(f"unknown output {output!r}; this {self.model_kind} model decodes "
+                             f"{' or '.join(map(repr, self.outputs))}")
+        parsed = file_format.parse_file(data)
+        header = parsed.header
+        file_format.check_model_id(header, self.model_id)
+        self._check_header(header)
+        needs_enhancement = output == "noisy"
+        if needs_enhancement and not parsed.has_enhancement:
+            why = ("its enhancement chunk was cut off"
+                   if parsed.enhancement_status == file_format.ENHANCEMENT_TRUNCATED
+                   else "it was written with layers='base'")
+            raise ValueError(f"this file has no enhancement layer ({why}): it decodes only "
+                             f"the denoised output")
+        side_shape = dict(header.latent_shapes)["z"]
+        symbols, latents = {}, {}
+        symbols["side"], latents["side"] = self._decode_chunk(
+            "side", parsed, lambda payload: self._decode_side(payload, side_shape))
+        psi = self._psi(latents["side"])
+        # The enhancement chunk is read only for the noisy output.
+        streams = ("base", "enhancement") if needs_enhancement else ("base",)
+        for stream in streams:
+            symbols[stream], latents[stream] = self._decode_chunk(
+                stream, parsed, lambda payload: self._decode_group(
+                    stream, payload, psi, latents.get("base")))
+        image = self._synthesis[output](*(latents[s][None] for s in streams))
+        image = np.asarray(image)[0, :header.height, :header.width]
+        return Decoding(image, output, symbols, latents)
+
+    def latent_shapes(self, padded_height: int, padded_width: int) -> tuple:
+        """The header's latent list for a padded image size (multiples of 64)."""
+        height, width = padded_height // LATENT_STRIDE, padded_width // LATENT_STRIDE
+        shapes = [("z", (padded_height // SIDE_STRIDE, padded_width // SIDE_STRIDE,
+                         self.side_channels))]
+        if self.scalable:
+            shapes += [(stream, (height, width, group.channels))
+                       for stream, group in self.groups.items()]
+        else:
+            shapes.append(("y", (height, width, self.latent_channels)))
+        return tuple(shapes)
+
+    # ----------------------------------------------------------------------- internals
+
+    @property
+    def _round_around_mean(self) -> bool:
+        # Only the serial context cannot: its mean depends on already quantized neighbours.
+        return self.context_model != "serial"
+
+    def _serial_step(self, stream: str):
+        """(psi_at, taps, extra_at) -> (2, C) numpy: the group's per-position parameters, with
+        its context kernel restricted to the causal taps once here."""
+        matrix, bias = self._functions[f"{stream}_context_matrix"]()
+        step = self._functions[f"{stream}_parameters_at"]
+
+        def position_parameters(psi_at, taps, extra_at):
+            extra = () if extra_at is None else (extra_at,)
+            return np.asarray(step(psi_at, taps, matrix, bias, *extra))
+        return position_parameters
+
+    def _group_parameters(self, stream: str):
+        """(psi, y_hat, extra) -> (mean, scale) (h, w, C) numpy: the parallel form."""
+        parameters = self._functions.get(f"{stream}_parameters")
+
+        def group_parameters(psi, y_hat, extra):
+            arguments = [a[None] for a in (psi, y_hat, extra) if a is not None]
+            mean, scale = parameters(*arguments)
+            return np.asarray(mean)[0], np.asarray(scale)[0]
+        return group_parameters
+
+    def _psi(self, z_hat: np.ndarray) -> np.ndarray:
+        return np.asarray(self._functions["hyper_synthesis"](z_hat[None]))[0]
+
+    def _split(self, y: np.ndarray) -> dict[str, np.ndarray]:
+        if self.scalable:
+            base_channels = self.groups["base"].channels
+            return {"base": y[..., :base_channels], "enhancement": y[..., base_channels:]}
+        return {"base": y}
+
+    def _code_group(self, stream, coder, psi, base_latent):
+        group = self.groups[stream]
+        return context_decoding.code_group(
+            coder, context_model=self.context_model, channels=group.channels, psi=psi,
+            extra=base_latent if stream == "enhancement" else None,
+            group_parameters=self._group_parameters(stream),
+            position_parameters=self._position_parameters.get(stream),
+            causal_taps=group.causal_taps)
+
+    def _decode_side(self, payload: bytes, shape) -> tuple[np.ndarray, np.ndarray]:
+        symbols = _decode_side_symbols(payload, shape, self.side_tables)
+        return symbols.reshape(-1), symbols.astype(np.float32) + self._medians
+
+    def _decode_group(self, stream, payload, psi, base_latent) -> tuple[np.ndarray, np.ndarray]:
+        coder = context_decoding.LatentDecoder(payload, self.latent_tables,
+                                               round_around_mean=self._round_around_mean)
+        latent = self._code_group(stream, coder, psi, base_latent)
+        return coder.symbols, latent
+
+    def _decode_chunk(self, stream: str, parsed, decode) -> tuple[np.ndarray, np.ndarray]:
+        """Runs `decode(payload) -> (symbols, latent)` on a stream's chunk and checks the
+        symbols' CRC against the stored one."""
+        try:
+            with np.errstate(all="ignore"):  # damaged streams may produce non-finite means
+                symbols, latent = decode(parsed.chunks[stream])
+        except ValueError as error:
+            raise SymbolsMismatch(f"{stream} chunk does not decode with this model ({error}); "
+                                  f"the decoder's entropy parameters differ from the "
+                                  f"encoder's") from None
+        stored, computed = parsed.symbols_crcs[stream], _crc32(symbols)
+        if stored != computed:
+            raise SymbolsMismatch(
+                f"{stream} chunk decoded to symbols with CRC-32 0x{computed:08x}, the encoder's "
+                f"were 0x{stored:08x}: the decoder's entropy parameters differ from the "
+                f"encoder's (another platform or model build)")
+        return symbols, latent
+
+    def _check_header(self, header: file_format.Header) -> None:
+        """Refuses a header this model did not write (reachable only by a forged file, as the
+        model identifier already matched)."""
+        expected_padding = tuple(-(-size // PADDING_MULTIPLE) * PADDING_MULTIPLE
+                                 for size in (header.height, header.width))
+        problems = []
+        if header.model_kind != self.model_kind:
+            problems.append(f"model kind {header.model_kind!r}, this model is "
+                            f"{self.model_kind!r}")
+        if header.context_model != self.context_model:
+            problems.append(f"context model {header.context_model!r}, this model's is "
+                            f"{self.context_model!r}")
+        if header.padding_mode != "replicate" or not header.side_written:
+            problems.append("padding or side layer this codec never writes")
+        if (header.padded_height, header.padded_width) != expected_padding:
+            problems.append(f"padded size {header.padded_height}x{header.padded_width}, not "
+                            f"{expected_padding[0]}x{expected_padding[1]}")
+        elif header.latent_shapes != self.latent_shapes(*expected_padding):
+            problems.append(f"latents {header.latent_shapes}, this model's are "
+                            f"{self.latent_shapes(*expected_padding)}")
+        if problems:
+            raise file_format.InvalidHeader(f"header does not fit this model: "
+                                            f"{'; '.join(problems)}")
+
+
+def _side_indexes(shape) -> np.ndarray:
+    """Table indexes of the side symbols (h, w, N): channel c uses table c."""
+    return np.broadcast_to(np.arange(shape[-1], dtype=np.int32), shape).reshape(-1)
+
+
+def _encode_side_symbols(symbols: np.ndarray, tables: CodingTables) -> bytes:
+    """Range-codes the side symbols (h, w, N) int32 as one chunk."""
+    encoder = range_coder.Encoder(tables)
+    encoder.encode(symbols.reshape(-1), _side_indexes(symbols.shape))
+    return encoder.finish()
+
+
+def _decode_side_symbols(payload: bytes, shape, tables: CodingTables) -> np.ndarray:
+    """Inverse of `_encode_side_symbols`: the side symbols (h, w, N) int32."""
+    return range_coder.Decoder(payload, tables).decode(_side_indexes(shape)).reshape(shape)
+
+
+def _crc32(symbols: np.ndarray) -> int:
+    """CRC-32 of symbols as int32 little-endian, in their (coding) order."""
+    return zlib.crc32(np.asarray(symbols).astype("<i4").tobytes())
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """A [0, 1] float image as uint8 [0, 255]: round, clip (non-finite values become 0)."""
+    image = np.nan_to_num(np.asarray(image, np.float64), nan=0.0, posinf=1.0, neginf=0.0)
+    return np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
+
+
+def as_rgb_image(image) -> np.ndarray:
+    """`image` as uint8 (H, W, 3). Grey (H, W) / (H, W, 1) is replicated and an alpha channel
+    ((H, W, 2) grey-alpha, (H, W, 4) RGBA) dropped, each with a note on stderr; anything else
+    (another dtype, shape or an empty or oversized image) raises ValueError."""
+    if not isinstance(image, (np.ndarray, jax.Array)):
+        raise ValueError(f"image must be a uint8 numpy array (H, W, 3), got "
+                         f"{type(image).__name__}")
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise ValueError(f"image must be uint8 in [0, 255], got dtype {image.dtype}; for a "
+                         f"[0, 1] float image use np.round(image * 255).astype(np.uint8)")
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.shape[-1] not in (1, 2, 3, 4):
+        raise ValueError(f"image must be (H, W, 3) RGB (or grey / with alpha), got shape "
+                         f"{image.shape}")
+    height, width, channels = image.shape
+    if not (1 <= height <= file_format.MAX_IMAGE_SIDE and 1 <= width <= file_format.MAX_IMAGE_SIDE
+            and height * width <= file_format.MAX_IMAGE_PIXELS):
+        raise ValueError(f"image size {height}x{width} is outside 1 to "
+                         f"{file_format.MAX_IMAGE_SIDE} pixels per side (at most "
+                         f"{file_format.MAX_IMAGE_PIXELS} pixels)")
+    if channels in (2, 4):
+        print("note: dropped the image's alpha channel", file=sys.stderr)
+        image = image[:, :, : channels - 1]
+    if image.shape[-1] == 1:
+        print("note: converted the grey image to RGB", file=sys.stderr)
+        image = np.repeat(image, 3, axis=-1)
+    return np.ascontiguousarray(image)
