@@ -5,11 +5,17 @@ Layout of a work directory:
     WORKDIR/config.json                 the resolved ml_collections config
     WORKDIR/checkpoints/<step>/state    orbax PyTree of {step, params, opt_state}
     WORKDIR/checkpoints/<step>/config   the same config, so a step directory stands alone
-    WORKDIR/data_state/<step>/          tf.data iterator state per process (resumption)
+    WORKDIR/data_state/<step>/process_<i>_of_<n>
+                                        tf.data iterator state of process i of n (resumption)
+
+The state is saved by all processes of a job together, each writing its part. Training resumes
+it with its own state's sharding, and `restore_params` reads host arrays, so a checkpoint that
+any number of processes wrote is read by any number.
 
 `restore_params` reads parameters (and the config) from a checkpoint directory without building
-an optimizer, for fine-tuning (`config.init_from`), the codec and export. It never imports
-TensorFlow.
+an optimizer, for fine-tuning (`config.init_from`), the codec and export: they come back as
+arrays on this process's default device, whatever the devices and processes that saved them.
+It never imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -18,6 +24,9 @@ import json
 import os
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 
 from jdc_jax.atomic_write import write_bytes_atomic
@@ -34,8 +43,10 @@ def checkpoint_manager(directory: str | os.PathLike, *, max_to_keep: int | None 
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
                                            save_interval_steps=save_interval_steps,
                                            enable_async_checkpointing=False)
+    # Handlers named up front, so that item_metadata can read a checkpoint before any restore.
     return ocp.CheckpointManager(os.path.abspath(directory), options=options,
-                                 item_names=("state", "config"))
+                                 item_handlers={"state": ocp.PyTreeCheckpointHandler(),
+                                                "config": ocp.JsonCheckpointHandler()})
 
 
 def resolve_checkpoint_dir(path: str | os.PathLike) -> Path:
@@ -65,10 +76,18 @@ def restore_params(path: str | os.PathLike, step: int | None = None):
     step = manager.latest_step() if step is None else step
     if step is None or step not in manager.all_steps():
         raise FileNotFoundError(f"checkpoint step {step} not found in {directory}")
-    restored = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.PyTreeRestore(), config=ocp.args.JsonRestore()))
-    manager.close()
-    state = restored["state"]
-    if "params" not in state:
+    saved = manager.item_metadata(step)["state"]
+    saved = saved.tree if saved is not None else {}
+    if "params" not in saved:
+        manager.close()
         raise ValueError(f"checkpoint {directory}/{step} holds no parameters")
-    return state["params"], dict(restored["config"]), step
+    # Read as host arrays: the saved sharding names the devices of the job that wrote it.
+    as_host = jax.tree_util.tree_map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray),
+                                     saved["params"])
+    restored = manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.PyTreeRestore(item={"params": saved["params"]},
+                                     restore_args={"params": as_host}, partial_restore=True),
+        config=ocp.args.JsonRestore()))
+    manager.close()
+    params = jax.tree_util.tree_map(jnp.asarray, restored["state"]["params"])
+    return params, dict(restored["config"]), step

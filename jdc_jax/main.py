@@ -1,10 +1,18 @@
 """Training entry point: `python -m jdc_jax.main --config=configs/jicd.py:sigma25 --workdir=DIR`.
 
 Two flags only: --config (an ml_collections config file, locked; override any field with
---config.FIELD=VALUE) and --workdir. Under a cluster launcher (TPU pod, Slurm, Open MPI) it
-initializes JAX's multi-process runtime, which auto-detects the cluster; explicit settings come
-from JDC_COORDINATOR_ADDRESS (host:port), JDC_NUM_PROCESSES and JDC_PROCESS_ID. Alone, it runs as
-one process.
+--config.FIELD=VALUE) and --workdir. The same command runs on every process of a multi-process
+job, which forms one JAX program through `jax.distributed` (see `initialize_distributed`):
+
+- explicit: JDC_COORDINATOR_ADDRESS (host:port of process 0's coordinator), JDC_NUM_PROCESSES
+  and JDC_PROCESS_ID (0 .. JDC_NUM_PROCESSES - 1);
+- auto-detected by JAX: Slurm with several tasks, Open MPI with several ranks, a TPU host list
+  with several hosts (TPU_WORKER_HOSTNAMES / TPU_PROCESS_ADDRESSES, as on GKE), or a Cloud TPU
+  VM, whose workers find each other through the TPU metadata.
+
+On the CPU backend, cross-process collectives need an implementation: JDC_CPU_COLLECTIVES
+(gloo | mpi) chooses it, otherwise gloo (JAX's own choice, --jax_cpu_collectives_implementation,
+is kept when it names one). Alone, the job runs as one process.
 """
 
 from __future__ import annotations
@@ -23,24 +31,86 @@ flags.DEFINE_string("workdir", None, "Directory for checkpoints, summaries and t
 config_flags.DEFINE_config_file("config", None, "Training config file.", lock_config=True)
 flags.mark_flags_as_required(["config", "workdir"])
 
-CLUSTER_ENV = ("SLURM_JOB_ID", "OMPI_COMM_WORLD_SIZE", "TPU_WORKER_HOSTNAMES",
-               "CLOUD_TPU_TASK_ID", "MEGASCALE_COORDINATOR_ADDRESS")
+EXPLICIT_ENV = ("JDC_COORDINATOR_ADDRESS", "JDC_NUM_PROCESSES", "JDC_PROCESS_ID")
+# What --jax_cpu_collectives_implementation accepts for cross-process collectives.
+CPU_COLLECTIVES = ("gloo", "mpi")
+
+
+def _integer_at_least(environ, name: str, minimum: int) -> int:
+    text = environ[name]
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {text!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def explicit_settings(environ) -> dict | None:
+    """jax.distributed.initialize arguments from JDC_* variables; None when none is set."""
+    present = [name for name in EXPLICIT_ENV if environ.get(name)]
+    if not present:
+        return None
+    missing = [name for name in EXPLICIT_ENV if name not in present]
+    if missing:
+        raise ValueError(f"{', '.join(present)} set but {', '.join(missing)} missing: "
+                         f"a multi-process job needs all of {', '.join(EXPLICIT_ENV)}")
+    address = environ["JDC_COORDINATOR_ADDRESS"]
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"JDC_COORDINATOR_ADDRESS must be host:port, got {address!r}")
+    num_processes = _integer_at_least(environ, "JDC_NUM_PROCESSES", 1)
+    process_id = _integer_at_least(environ, "JDC_PROCESS_ID", 0)
+    if process_id >= num_processes:
+        raise ValueError(f"JDC_PROCESS_ID {process_id} is not below JDC_NUM_PROCESSES "
+                         f"{num_processes}")
+    return {"coordinator_address": address, "num_processes": num_processes,
+            "process_id": process_id}
+
+
+def _on_cloud_tpu_vm() -> bool:
+    # Set by `import jax` when libtpu and TPU chips are present: the check JAX's own cluster
+    # detection relies on. No public API exposes it.
+    from jax._src import cloud_tpu_init
+    return bool(getattr(cloud_tpu_init, "running_in_cloud_tpu_vm", False))
+
+
+def cluster_detected(environ) -> bool:
+    """Whether JAX can find a multi-process job's processes on its own. A Cloud TPU VM counts
+    even alone: its slice may span several hosts, which the TPU metadata names."""
+    def count(name: str) -> int:
+        text = environ.get(name, "1")
+        return int(text) if text.isdigit() else 1
+
+    tpu_hosts = environ.get("TPU_PROCESS_ADDRESSES") or environ.get("TPU_WORKER_HOSTNAMES", "")
+    return (count("SLURM_NTASKS") > 1 or count("OMPI_COMM_WORLD_SIZE") > 1
+            or tpu_hosts.count(",") > 0 or _on_cloud_tpu_vm())
+
+
+def choose_cpu_collectives(environ) -> str:
+    """Sets --jax_cpu_collectives_implementation before the CPU backend starts; returns it."""
+    chosen = environ.get("JDC_CPU_COLLECTIVES", "")
+    if chosen and chosen not in CPU_COLLECTIVES:
+        raise ValueError(f"JDC_CPU_COLLECTIVES must be one of {CPU_COLLECTIVES}, got {chosen!r}")
+    # Without an implementation, every cross-process computation on CPU fails.
+    chosen = chosen or jax.config.jax_cpu_collectives_implementation or "gloo"
+    jax.config.update("jax_cpu_collectives_implementation", chosen)
+    return chosen
 
 
 def initialize_distributed(environ=os.environ) -> str:
-    """Starts jax.distributed when the environment asks for it; returns how it was started."""
-    if environ.get("JDC_COORDINATOR_ADDRESS"):
-        jax.distributed.initialize(
-            coordinator_address=environ["JDC_COORDINATOR_ADDRESS"],
-            num_processes=int(environ["JDC_NUM_PROCESSES"]),
-            process_id=int(environ["JDC_PROCESS_ID"]))
-        return "explicit"
-    slurm_multi = int(environ.get("SLURM_NTASKS", "1")) > 1
-    if slurm_multi or int(environ.get("OMPI_COMM_WORLD_SIZE", "1")) > 1 or \
-            environ.get("TPU_WORKER_HOSTNAMES", "").count(",") > 0:
+    """Starts jax.distributed when the environment asks for it (module docstring); returns how:
+    "explicit", "auto" or "single". Call it before any JAX computation."""
+    settings = explicit_settings(environ)
+    if settings is None and not cluster_detected(environ):
+        return "single"
+    choose_cpu_collectives(environ)
+    if settings is None:
         jax.distributed.initialize()
         return "auto"
-    return "single"
+    jax.distributed.initialize(**settings)
+    return "explicit"
 
 
 def main(argv):

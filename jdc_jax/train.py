@@ -5,6 +5,15 @@
 the state donated. It runs unchanged on 1..n devices and on several processes, where each
 process feeds only its own shard of the global batch (`jax.make_array_from_process_local_data`).
 
+Several processes: the state, the step key and the batch are global jax.Arrays over all
+processes' devices; every process builds the same initial state from the seed and contributes
+its copy (`replicate`). The step's random numbers are the same whatever the number of devices
+or processes: jax_threefry_partitionable (the default since JAX 0.5) draws each element from its
+global index, not from the shard that holds it. Checkpoints are written and read by all
+processes together (orbax), and restored with the state's sharding. Process 0 alone writes
+config.json, final_metrics.json and the summaries, and prints progress; evaluation runs on
+every process, each on its local copy of the parameters.
+
 The loop around it: tf.data input (`input_pipeline`), metrics every `log_every_steps` (the only
 host-device synchronization), TensorBoard summaries and progress lines from process 0, periodic
 evaluation on a held-out folder with rounding quantization, orbax checkpoints with automatic
@@ -134,11 +143,33 @@ def compile_train_step(model, tx, config, mesh: Mesh, state: TrainState):
                    out_shardings=(state_sharding, replicated), donate_argnums=(0,))
 
 
+def replicate(tree, mesh: Mesh):
+    """Global jax.Arrays replicated over `mesh` from this process's values (arrays, typed PRNG
+    keys). Every process passes its own, equal copy; nothing is sent between processes."""
+    sharding = NamedSharding(mesh, P())
+
+    def put(value):
+        if jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(put(jax.random.key_data(value)),
+                                            impl=jax.random.key_impl(value))
+        host = np.asarray(value)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+    return jax.tree_util.tree_map(put, tree)
+
+
+def local_copy(tree):
+    """This process's first copy of replicated global arrays, as single-device arrays."""
+    return jax.tree_util.tree_map(lambda value: value.addressable_data(0), tree)
+
+
 def global_batch(local_batch: dict, mesh: Mesh) -> dict:
-    """Builds global jax.Arrays from this process's slice of the batch."""
+    """Builds global jax.Arrays from this process's slice of the batch (an explicit transfer)."""
     sharding = NamedSharding(mesh, P("data"))
-    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
-            for k, v in local_batch.items()}
+    # With several processes, JAX copies the slices through a path that a "disallow" transfer
+    # guard counts as implicit; this copy is the intended one.
+    with jax.transfer_guard_host_to_device("allow"):
+        return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+                for k, v in local_batch.items()}
 
 
 def create_train_state(config, model, tx, rng) -> TrainState:
@@ -224,22 +255,27 @@ def _write_summaries(writer, step: int, metrics: dict, prefix: str = "train") ->
 
 
 def _data_state_path(workdir: str, step: int) -> str:
-    return os.path.join(workdir, "data_state", str(step), f"process_{jax.process_index()}")
+    """The tf.data iterator state of this process; it holds only this process's shard, so it is
+    named after the process count too (a job resumed on another count restarts the data order)."""
+    return os.path.join(workdir, "data_state", str(step),
+                        f"process_{jax.process_index()}_of_{jax.process_count()}")
 
 
-def _teacher_fn(config):
-    """A jitted noisy -> denoised function of a trained denoiser checkpoint (JDC teacher)."""
+def _teacher_fn(config, mesh: Mesh):
+    """The JDC teacher: a trained denoiser checkpoint as a jitted function from the global noisy
+    uint8 batch to its denoised image in [0, 1], sharded like the batch. It runs on the devices,
+    so the loop never waits for it on the host."""
     params, teacher_config, _ = checkpoints.restore_params(config.teacher_checkpoint)
     teacher = model_from_config(teacher_config)
     if teacher.kind != "denoiser":
         raise ValueError(f"teacher_checkpoint {config.teacher_checkpoint} holds a "
                          f"{teacher.kind!r} model, not a denoiser")
 
-    @jax.jit
-    def run(noisy_uint8):
+    @functools.partial(jax.jit, out_shardings=NamedSharding(mesh, P("data")))
+    def run(params, noisy_uint8):
         x = noisy_uint8.astype(jnp.float32) / 255.0
         return jnp.clip(teacher.apply({"params": params}, x)["denoised"], 0.0, 1.0)
-    return run
+    return functools.partial(run, replicate(params, mesh))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -270,7 +306,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     rng = jax.random.key(config.seed)
     init_rng, step_rng = jax.random.split(rng)
-    state = create_train_state(config, model, tx, init_rng)
+    state = replicate(create_train_state(config, model, tx, init_rng), mesh)
+    step_rng = replicate(step_rng, mesh)
     manager = checkpoints.checkpoint_manager(
         os.path.join(workdir, checkpoints.CHECKPOINT_SUBDIR),
         max_to_keep=config.keep_checkpoints)
@@ -287,22 +324,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     latest = manager.latest_step()
     if latest is not None:
         restored = manager.restore(latest, args=ocp.args.Composite(
-            state=ocp.args.PyTreeRestore(item=jax.device_get(state)),
+            state=ocp.args.PyTreeRestore(
+                item=state, restore_args=ocp.checkpoint_utils.construct_restore_args(state)),
             config=ocp.args.JsonRestore()))
-        state = jax.tree_util.tree_map(jnp.asarray, restored["state"])
+        state = restored["state"]
         data_path = _data_state_path(workdir, latest)
         if os.path.exists(data_path + ".index"):
             data_checkpoint.read(data_path).assert_consumed()
         else:
-            logging.warning("no input pipeline state for step %d: the data order restarts",
-                            latest)
+            logging.warning("no input pipeline state for step %d with %d processes: the data "
+                            "order restarts", latest, jax.process_count())
         logging.info("resumed from step %d", latest)
 
-    replicated = NamedSharding(mesh, P())
-    state = jax.device_put(state, replicated)
-    step_rng = jax.device_put(step_rng, replicated)
     compiled_step = compile_train_step(model, tx, config, mesh, state)
-    teacher = _teacher_fn(config) if config.target == "teacher" else None
+    teacher = _teacher_fn(config, mesh) if config.target == "teacher" else None
     eval_images = []
     if config.eval_folder and os.path.isdir(config.eval_folder):
         eval_images = input_pipeline.create_eval_images(config.eval_folder)
@@ -323,14 +358,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         data_checkpoint.write(_data_state_path(workdir, step))
 
     for step in range(start_step + 1, config.num_train_steps + 1):
-        t0 = time.perf_counter()
-        batch = {k: v.numpy() for k, v in next(iterator).items()}
-        wait_time += time.perf_counter() - t0
-        if teacher is not None:
-            batch = dict(batch, teacher=np.asarray(teacher(batch["noisy"])))
-        state, metrics = compiled_step(state, global_batch(batch, mesh), step_rng)
-        metric_sums = metrics if metric_sums is None else jax.tree_util.tree_map(
-            jnp.add, metric_sums, metrics)
+        # No implicit transfer outside logging, evaluation and checkpoint steps: the batch goes
+        # to the devices explicitly, and the metrics stay there until a logging step reads them.
+        with jax.transfer_guard("disallow"):
+            t0 = time.perf_counter()
+            batch = {k: v.numpy() for k, v in next(iterator).items()}
+            wait_time += time.perf_counter() - t0
+            inputs = global_batch(batch, mesh)
+            if teacher is not None:
+                inputs["teacher"] = teacher(inputs["noisy"])
+            state, metrics = compiled_step(state, inputs, step_rng)
+            metric_sums = metrics if metric_sums is None else jax.tree_util.tree_map(
+                jnp.add, metric_sums, metrics)
         window_steps += 1
         if step % config.log_every_steps == 0 or step == config.num_train_steps:
             means = {k: float(v) / window_steps for k, v in jax.device_get(metric_sums).items()}
@@ -351,7 +390,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             window_start = time.perf_counter()
         if eval_images and (step % config.eval_every_steps == 0
                             or step == config.num_train_steps):
-            eval_metrics = evaluate_folder(model, state.params, eval_images,
+            eval_metrics = evaluate_folder(model, local_copy(state.params), eval_images,
                                            config.eval_noise or config.noise, config.seed,
                                            config.target)
             last_metrics.update({f"eval_{k}": v for k, v in eval_metrics.items()})

@@ -1,0 +1,183 @@
+"""Multi-process training: two local CPU processes joined by jax.distributed train exactly like one
+process on the same global batches, and their checkpoint resumes in a single process.
+
+Every run is the unchanged command line `python -m jdc_jax.main`. The two processes find each
+other through JDC_COORDINATOR_ADDRESS (localhost, a free port) and use gloo CPU collectives; each
+reads only its shard of the image folder.
+
+Same global batches whatever the process count: the folder holds 12 images of exactly the crop
+size (so the random crop is the whole image) with noise "none" and a shuffle buffer of 1 (so the
+order is the sorted file order). Process p of 2 reads files p, p + 2, p + 4, ..., so global batch
+k is files [4k, 4k + 2 | 4k + 1, 4k + 3], while one process reads [4k, 4k + 1, 4k + 2, 4k + 3].
+Files 4k + 1 and 4k + 2 hold the same image, which makes the two batches equal element by element.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from jdc_jax import checkpoints, main
+
+REPO = Path(__file__).resolve().parents[1]
+TIME_LIMIT_SECONDS = 170
+TINY_JOB = ("--config=configs/jicd.py:smoke", "--config.channels=8",
+            "--config.latent_channels=8", "--config.base_channels=6",
+            "--config.context_model=none", "--config.crop_size=64", "--config.batch_size=4",
+            "--config.noise=none", "--config.shuffle_buffer=1", "--config.eval_folder=",
+            "--config.log_every_steps=1", "--config.checkpoint_every_steps=3")
+
+
+def write_batch_aligned_folder(folder: Path, batches: int = 3) -> Path:
+    """Per global batch, images [a, b, b, c] (module docstring), 64x64 uint8 PNGs."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for k in range(batches):
+        a, b, c = (rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(3))
+        for j, image in enumerate((a, b, b, c)):
+            Image.fromarray(image).save(folder / f"image_{4 * k + j:03d}.png")
+    return folder
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        return probe.getsockname()[1]
+
+
+def job_environment(**variables) -> dict:
+    """This environment without cluster settings, on one CPU device per process."""
+    environment = {k: v for k, v in os.environ.items()
+                   if not k.startswith(("JDC_", "SLURM_", "OMPI_", "TPU_"))
+                   and k != "XLA_FLAGS"}
+    environment.update(JAX_PLATFORMS="cpu", **variables)
+    return environment
+
+
+def run_jobs(jobs: dict, logs: Path, deadline: float) -> dict:
+    """Runs {name: (argv, environment)} side by side until all end, one fails or the deadline
+    passes; always kills what is left. Returns {name: (stdout, stderr)}; fails the test unless
+    every job exits with 0."""
+    processes, streams = {}, []
+    try:
+        for name, (argv, environment) in jobs.items():
+            stdout = open(logs / f"{name}.out", "w")
+            stderr = open(logs / f"{name}.err", "w")
+            streams += [stdout, stderr]
+            processes[name] = subprocess.Popen(
+                [sys.executable, "-m", "jdc_jax.main", *argv], cwd=REPO, env=environment,
+                stdout=stdout, stderr=stderr, start_new_session=True)
+        while any(p.poll() is None for p in processes.values()):
+            if any(p.poll() not in (None, 0) for p in processes.values()):
+                break
+            if time.monotonic() > deadline:
+                pytest.fail(f"still running after {TIME_LIMIT_SECONDS} s: "
+                            f"{[n for n, p in processes.items() if p.poll() is None]}")
+            time.sleep(0.5)
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        for stream in streams:
+            stream.close()
+    outputs = {n: ((logs / f"{n}.out").read_text(), (logs / f"{n}.err").read_text())
+               for n in jobs}
+    # A job that failed on its own first; the jobs killed after it (negative codes) say less.
+    failed = sorted((p.returncode < 0, n) for n, p in processes.items() if p.returncode != 0)
+    if failed:
+        name = failed[0][1]
+        pytest.fail(f"{name} exited with {processes[name].returncode} (all: "
+                    f"{ {n: p.returncode for n, p in processes.items()} }):\n"
+                    f"{outputs[name][1][-3000:]}")
+    return outputs
+
+
+def largest_difference(a, b) -> float:
+    assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
+    return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+               for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+
+
+def test_two_processes_train_like_one_and_their_checkpoint_resumes_in_one(tmp_path):
+    deadline = time.monotonic() + TIME_LIMIT_SECONDS
+    data = write_batch_aligned_folder(tmp_path / "images")
+    job = (*TINY_JOB, f"--config.data_source=folder:{data}")
+    # The single-process runs share compiled programs: the resumption compiles nothing new.
+    single = job_environment(JAX_COMPILATION_CACHE_DIR=str(tmp_path / "compiled"),
+                             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+    coordinator = f"localhost:{free_port()}"
+    two, one = tmp_path / "two_processes", tmp_path / "one_process"
+    outputs = run_jobs({
+        f"process_{i}": ((*job, "--config.num_train_steps=3", f"--workdir={two}"),
+                         job_environment(JDC_COORDINATOR_ADDRESS=coordinator,
+                                         JDC_NUM_PROCESSES="2", JDC_PROCESS_ID=str(i),
+                                         JDC_CPU_COLLECTIVES="gloo"))
+        for i in range(2)
+    } | {"one_process": ((*job, "--config.num_train_steps=4", f"--workdir={one}"), single)},
+        tmp_path, deadline)
+
+    # Two processes formed one job: each saved its own input position, as process i of 2.
+    assert sorted(p.name for p in (two / "data_state" / "3").glob("*.index")) == [
+        "process_0_of_2.index", "process_1_of_2.index"]
+    # Only process 0 reports.
+    assert outputs["process_0"][0].count("step ") == 3 and "final metrics:" in \
+        outputs["process_0"][0]
+    assert "step " not in outputs["process_1"][0] and "final metrics" not in \
+        outputs["process_1"][0]
+    assert (two / "final_metrics.json").is_file() and (two / "config.json").is_file()
+
+    two_params, _, two_step = checkpoints.restore_params(two, step=3)
+    one_params, _, _ = checkpoints.restore_params(one, step=3)
+    one_step_later, _, _ = checkpoints.restore_params(one, step=4)
+    assert two_step == 3
+    assert largest_difference(two_params, one_params) <= 1e-5
+    # A step moves the parameters by far more, so the bound above can fail.
+    assert largest_difference(two_params, one_step_later) > 1e-4
+
+    # One process resumes the two processes' step 3 and takes step 4 on global batch 0, which is
+    # where one process's epoch 2 starts too (no input state of 1 process: data restarts).
+    outputs = run_jobs({"resumed": ((*job, "--config.num_train_steps=4", f"--workdir={two}"),
+                                    single)}, tmp_path, deadline)
+    assert "no input pipeline state for step 3 with 1 processes" in outputs["resumed"][1]
+    assert f"checkpoint: {two / 'checkpoints' / '4'}" in outputs["resumed"][0]
+    resumed, _, resumed_step = checkpoints.restore_params(two, step=4)
+    reference, _, _ = checkpoints.restore_params(one, step=4)
+    assert resumed_step == 4
+    assert largest_difference(resumed, reference) <= 1e-5
+
+
+@pytest.mark.parametrize("environment,message", [
+    ({"JDC_COORDINATOR_ADDRESS": "localhost:1234"}, "JDC_NUM_PROCESSES, JDC_PROCESS_ID missing"),
+    ({"JDC_COORDINATOR_ADDRESS": "localhost", "JDC_NUM_PROCESSES": "2",
+      "JDC_PROCESS_ID": "0"}, "must be host:port"),
+    ({"JDC_COORDINATOR_ADDRESS": "localhost:1234", "JDC_NUM_PROCESSES": "two",
+      "JDC_PROCESS_ID": "0"}, "JDC_NUM_PROCESSES must be an integer"),
+    ({"JDC_COORDINATOR_ADDRESS": "localhost:1234", "JDC_NUM_PROCESSES": "2",
+      "JDC_PROCESS_ID": "2"}, "JDC_PROCESS_ID 2 is not below JDC_NUM_PROCESSES 2"),
+    ({"JDC_COORDINATOR_ADDRESS": "localhost:1234", "JDC_NUM_PROCESSES": "2",
+      "JDC_PROCESS_ID": "0", "JDC_CPU_COLLECTIVES": "nccl"}, "JDC_CPU_COLLECTIVES must be one of"),
+])
+def test_incomplete_or_bad_multiprocess_settings_are_refused(environment, message):
+    with pytest.raises(ValueError, match=message):
+        main.initialize_distributed(environment)
+
+
+def test_explicit_settings_and_cluster_launchers_are_recognized():
+    assert main.explicit_settings({"JDC_COORDINATOR_ADDRESS": "10.0.0.1:61440",
+                                   "JDC_NUM_PROCESSES": "4", "JDC_PROCESS_ID": "3"}) == {
+        "coordinator_address": "10.0.0.1:61440", "num_processes": 4, "process_id": 3}
+    assert main.initialize_distributed({"SLURM_NTASKS": "1", "OMPI_COMM_WORLD_SIZE": "1"}) \
+        == "single"
+    assert [main.cluster_detected(e) for e in (
+        {"SLURM_NTASKS": "8"}, {"OMPI_COMM_WORLD_SIZE": "2"},
+        {"TPU_WORKER_HOSTNAMES": "host-0,host-1"}, {"TPU_WORKER_HOSTNAMES": "host-0"})] == [
+        True, True, True, False]
