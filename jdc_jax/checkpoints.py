@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -34,8 +33,29 @@ from jdc_jax.atomic_write import write_bytes_atomic
 CHECKPOINT_SUBDIR = "checkpoints"
 
 
+def is_remote(path: str | os.PathLike) -> bool:
+    """Whether `path` is a URL such as gs://bucket/dir (cloud work directories)."""
+    return "://" in os.fspath(path)
+
+
+def local_or_remote_path(path: str | os.PathLike):
+    """A pathlib-like object for local paths and gs:// URLs alike (etils.epath, which orbax
+    itself uses); local paths are made absolute."""
+    from etils import epath
+
+    return epath.Path(path) if is_remote(path) else epath.Path(os.path.abspath(
+        os.path.expanduser(os.fspath(path))))
+
+
 def write_json_atomic(path: str | os.PathLike, obj) -> None:
-    write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+    payload = (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
+    if not is_remote(path):
+        write_bytes_atomic(path, payload)
+        return
+    # Object stores have no rename-into-place; a whole-object upload is already atomic.
+    target = local_or_remote_path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(payload)
 
 
 def checkpoint_manager(directory: str | os.PathLike, *, max_to_keep: int | None = None,
@@ -44,15 +64,16 @@ def checkpoint_manager(directory: str | os.PathLike, *, max_to_keep: int | None 
                                            save_interval_steps=save_interval_steps,
                                            enable_async_checkpointing=False)
     # Handlers named up front, so that item_metadata can read a checkpoint before any restore.
-    return ocp.CheckpointManager(os.path.abspath(directory), options=options,
+    return ocp.CheckpointManager(local_or_remote_path(directory), options=options,
                                  item_handlers={"state": ocp.PyTreeCheckpointHandler(),
                                                 "config": ocp.JsonCheckpointHandler()})
 
 
-def resolve_checkpoint_dir(path: str | os.PathLike) -> Path:
-    """Accepts a work directory, its checkpoints/ directory or one step directory; returns the
-    checkpoints/ directory. Raises FileNotFoundError with the path when nothing is there."""
-    path = Path(path).expanduser()
+def resolve_checkpoint_dir(path: str | os.PathLike):
+    """Accepts a work directory, its checkpoints/ directory or one step directory (local or
+    gs://); returns the checkpoints/ directory. Raises FileNotFoundError with the path when
+    nothing is there."""
+    path = local_or_remote_path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if (path / CHECKPOINT_SUBDIR).is_dir():
@@ -68,7 +89,7 @@ def resolve_checkpoint_dir(path: str | os.PathLike) -> Path:
 
 def restore_params(path: str | os.PathLike, step: int | None = None):
     """(params, config dict, step) from a checkpoint; the latest step unless `step` is given."""
-    requested = Path(path).expanduser()
+    requested = local_or_remote_path(path)
     directory = resolve_checkpoint_dir(requested)
     if step is None and requested.name.isdigit() and (requested / "state").exists():
         step = int(requested.name)

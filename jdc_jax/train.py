@@ -26,7 +26,6 @@ from __future__ import annotations
 import functools
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 import flax
@@ -286,8 +285,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     tf.config.set_visible_devices([], "GPU")
     validate_config(config)
-    workdir = os.path.abspath(workdir)
-    Path(workdir).mkdir(parents=True, exist_ok=True)
+    workdir = str(checkpoints.local_or_remote_path(workdir))  # local, or gs://... on clouds
+    tf.io.gfile.makedirs(workdir)
     is_chief = jax.process_index() == 0
     if is_chief:
         checkpoints.write_json_atomic(os.path.join(workdir, "config.json"), config.to_dict())
@@ -329,7 +328,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             config=ocp.args.JsonRestore()))
         state = restored["state"]
         data_path = _data_state_path(workdir, latest)
-        if os.path.exists(data_path + ".index"):
+        if tf.io.gfile.exists(data_path + ".index"):
             data_checkpoint.read(data_path).assert_consumed()
         else:
             logging.warning("no input pipeline state for step %d with %d processes: the data "
