@@ -3,6 +3,7 @@
     bash benchmarks/setup_peer_env.sh      # once: torch + CompressAI + jdc_jax in one virtualenv
     benchmarks/.peer-venv/bin/python benchmarks/bench_vs_compressai.py [--repeats 3] [--json F]
     benchmarks/.peer-venv/bin/python benchmarks/bench_vs_compressai.py --quick   # smoke check
+    ... --pairs cheng2020-anchor --ours jicd    # one model per process: less peak memory
 
 Pairs, all randomly initialised (CompressAI pretrained=False), N = M = 192:
 
