@@ -25,6 +25,9 @@ import functools
 import jax
 import jax.numpy as jnp
 
+# The one gradient-preserving bound of the project (also GDN's reparametrization).
+from jdc_jax.layers.gdn import lower_bound  # noqa: F401 (re-exported)
+
 QUANTIZATION_MODES = ("noise", "round", "ste")
 
 
@@ -54,25 +57,3 @@ def quantize(x, mode: str, *, offset=0.0, rng=None):
     # Straight-through: exactly the value of `rounded` (x - x is exactly 0; `x + (rounded - x)`
     # would differ from `rounded` in the last bit), and the gradient of `x`.
     return rounded + (x - jax.lax.stop_gradient(x))
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
-def lower_bound(x, bound: float):
-    """max(x, bound) with the gradient passed where x >= bound or where it would raise x.
-
-    `bound` is a Python float. Same shape and dtype as `x`.
-    """
-    return jnp.maximum(x, jnp.asarray(bound, x.dtype))
-
-
-def _lower_bound_forward(x, bound):
-    return lower_bound(x, bound), x
-
-
-def _lower_bound_backward(bound, x, gradient):
-    # A negative gradient means gradient descent would increase x, out of the clipped region.
-    passes = (x >= bound) | (gradient < 0)
-    return (jnp.where(passes, gradient, jnp.zeros_like(gradient)),)
-
-
-lower_bound.defvjp(_lower_bound_forward, _lower_bound_backward)
