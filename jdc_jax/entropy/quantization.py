@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 # The one gradient-preserving bound of the project (also GDN's reparametrization).
-from jdc_jax.layers.gdn import lower_bound  # noqa: F401 (re-exported)
+from jdc_jax.layers.bound import lower_bound  # noqa: F401 (re-exported)
 
 QUANTIZATION_MODES = ("noise", "round", "ste")
 
