@@ -23,7 +23,6 @@ def get_config(variant: str = "sigma25"):
     config.learning_rate = 1e-3
     if variant == "small":
         apply_small_scale(config)
-        config.learning_rate = 1e-3
     elif variant == "smoke":
         apply_smoke(config)
     return config

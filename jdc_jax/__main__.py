@@ -1,14 +1,20 @@
 """Command line of the ``.jdc`` codec.
 
-    python -m jdc_jax compress   --checkpoint CKPT INPUT OUTPUT.jdc [--layers full|base]
-    python -m jdc_jax decompress --checkpoint CKPT INPUT.jdc OUTPUT.png [--output denoised|noisy]
+    python -m jdc_jax compress   (--checkpoint CKPT | --model NAME [--rate-point K])
+                                 INPUT OUTPUT.jdc [--layers full|base]
+    python -m jdc_jax decompress [--checkpoint CKPT | --model NAME [--rate-point K]]
+                                 INPUT.jdc OUTPUT.png [--output denoised|noisy]
     python -m jdc_jax info INPUT.jdc
+    python -m jdc_jax models
 
 compress: INPUT is an image file (PNG, JPEG, BMP, PPM; grey and alpha are converted with a note)
 or a folder, whose images (recursively) are written to OUTPUT as a folder of .jdc files with the
 same relative paths. decompress writes a PNG. info prints the header fields and the bytes and
 bits per pixel of each stream as JSON, without loading a model. CKPT is a work directory, its
 checkpoints/ directory or one step directory (see `jdc_jax.codec.api.Codec.from_checkpoint`).
+NAME is a model shipped in the package (`jdc_jax.zoo`; `models` lists them with their rate
+points; the highest rate point unless --rate-point is given). decompress without a model finds
+the shipped model whose identifier the file's header names.
 
 Outputs are written atomically (temporary file, then rename). Errors (missing or foreign files,
 damaged chunks, a file written with another model, a missing checkpoint, an output the file
@@ -27,10 +33,6 @@ from pathlib import Path
 from jdc_jax.codec import file_format
 from jdc_jax.codec.file_info import file_info
 from jdc_jax.results import write_file_atomically
-
-# Published models by name (a model zoo), each a checkpoint location; none are published yet.
-MODEL_ZOO: dict[str, str] = {}
-
 
 def main(argv: list[str] | None = None) -> int:
     """Runs the command line; returns the exit status."""
@@ -59,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     compress.set_defaults(run=_compress)
 
     decompress = commands.add_parser("decompress", help=".jdc -> PNG")
-    _add_model_arguments(decompress)
+    _add_model_arguments(decompress, required=False)
     decompress.add_argument("input", help=".jdc file")
     decompress.add_argument("output", help="PNG file to write")
     decompress.add_argument("--output", dest="product", default="denoised",
@@ -71,23 +73,45 @@ def _parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="header fields and stream sizes of a .jdc file")
     info.add_argument("input", help=".jdc file")
     info.set_defaults(run=_info)
+
+    models = commands.add_parser("models", help="the models shipped in the package")
+    models.set_defaults(run=_models)
     return parser
 
 
-def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    source = parser.add_mutually_exclusive_group(required=True)
+def _add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    source = parser.add_mutually_exclusive_group(required=required)
     source.add_argument("--checkpoint", help="training work directory or checkpoint directory")
-    source.add_argument("--model", help="name of a published model (none are available yet)")
+    source.add_argument("--model", help="name of a shipped model (see `python -m jdc_jax models`)")
+    parser.add_argument("--rate-point", type=int, default=None,
+                        help="rate point of --model (default: its highest)")
 
 
-def _load_codec(args):
-    if args.model is not None and args.model not in MODEL_ZOO:
-        available = ", ".join(sorted(MODEL_ZOO)) or "none yet"
-        raise ValueError(f"unknown model {args.model!r}; available models: {available} "
-                         f"(use --checkpoint)")
-    from jdc_jax.codec.api import Codec  # JAX is imported only by the commands that need it
+def _load_codec(args, header: file_format.Header | None = None):
+    from jdc_jax import zoo  # JAX is imported only by the commands that need it
 
-    return Codec.from_checkpoint(MODEL_ZOO.get(args.model) or args.checkpoint)
+    if args.rate_point is not None and args.model is None:
+        raise ValueError("--rate-point selects a rate point of --model; give --model NAME")
+    if args.model is not None:
+        return zoo.load(args.model, args.rate_point)
+    if args.checkpoint is not None:
+        from jdc_jax.codec.api import Codec
+
+        return Codec.from_checkpoint(args.checkpoint)
+    name, rate_point = _shipped_model_of(header)
+    return zoo.load(name, rate_point)
+
+
+def _shipped_model_of(header: file_format.Header) -> tuple[str, int]:
+    from jdc_jax import zoo
+
+    wanted = header.model_id.hex()
+    for name, points in zoo.available().items():
+        for rate_point in points:
+            if zoo.card(name, rate_point).get("model_id") == wanted:
+                return name, rate_point
+    raise ValueError(f"the file was written by model {wanted[:16]}..., which is not shipped "
+                     f"in the package; give --checkpoint")
 
 
 def _compress(args) -> None:
@@ -124,14 +148,29 @@ def _decompress(args) -> None:
     from jdc_jax import images
 
     data = _read(args.input)
-    file_format.parse_file(data)  # a damaged or foreign file fails before a model is loaded
-    image = _load_codec(args).decompress(data, output=args.product)
+    # A damaged or foreign file fails before a model is loaded.
+    header = file_format.parse_file(data).header
+    image = _load_codec(args, header).decompress(data, output=args.product)
     images.write_png(args.output, image)
     print(f"{args.output}: {image.shape[0]}x{image.shape[1]} {args.product}")
 
 
 def _info(args) -> None:
     print(json.dumps(file_info(_read(args.input)), indent=2))
+
+
+def _models(args) -> None:
+    from jdc_jax import zoo
+
+    shipped = zoo.available()
+    if not shipped:
+        print("no models are shipped in this installation")
+    for name, points in shipped.items():
+        for rate_point in points:
+            card = zoo.card(name, rate_point)
+            print(f"{name} --rate-point {rate_point}: {card['model']} "
+                  f"({card['context_model']} context), lambda {card['lambda']}, "
+                  f"trained on {card['noise']} noise; {card['description']}")
 
 
 def _progress(count: int, what: str):

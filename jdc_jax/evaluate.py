@@ -4,8 +4,9 @@ Every image is coded to a `.jdc` file and decoded, so rates are file sizes, not 
 is synthesized per image from a seed derived from its file name (`noise.noisy_for_file`), so
 every method sees identical noisy inputs. Methods:
 
-- codec checkpoints (one per rate point): JICD (denoised from the base layer alone: the file cut
-  after its base chunk; noisy reconstruction from the full file), Testolina, JDC;
+- codec checkpoints (one per rate point; `zoo:NAME:RATE_POINT` names a shipped model): JICD
+  (denoised from the base layer alone: the file cut after its base chunk; noisy reconstruction
+  from the full file), Testolina, JDC;
 - the cascade: plain-codec checkpoints (trained noisy -> noisy) with `--denoiser CKPT`, which
   denoises the decoded image;
 - `--method denoiser --denoiser CKPT`: the denoiser on the raw noisy image (a reference result);
@@ -40,6 +41,7 @@ from jdc_jax import noise as noise_lib
 from jdc_jax import results as results_lib
 
 METHODS = ("codec", "denoiser", "bm3d")
+ZOO_PREFIX = "zoo:"
 
 
 def load_dataset(spec: str, limit: int = 0) -> list[tuple[str, np.ndarray]]:
@@ -91,12 +93,25 @@ def noise_std(spec: noise_lib.NoiseSpec, spec_text: str, noisy, clean) -> float:
     return float(np.std(noisy.astype(np.float64) - clean.astype(np.float64)))
 
 
+def load_codec(checkpoint: str):
+    """The codec of a checkpoint path, or of a shipped model given as zoo:NAME:RATE_POINT."""
+    from jdc_jax import zoo
+    from jdc_jax.codec import Codec
+
+    if checkpoint.startswith(ZOO_PREFIX):
+        name, separator, rate_point = checkpoint[len(ZOO_PREFIX):].rpartition(":")
+        if not separator or not rate_point.isdigit():
+            raise ValueError(f"{checkpoint!r}: expected zoo:NAME:RATE_POINT, e.g. "
+                             f"zoo:jicd-small-sigma25:2")
+        return zoo.load(name, int(rate_point))
+    return Codec.from_checkpoint(checkpoint)
+
+
 def evaluate_codec(checkpoint: str, dataset, spec, seed: int, denoiser=None, progress=None):
     """Per-image metrics of one codec checkpoint (one rate point)."""
-    from jdc_jax.codec import Codec
     from jdc_jax.codec import file_format
 
-    codec = Codec.from_checkpoint(checkpoint)
+    codec = load_codec(checkpoint)
     cascade = codec.model_kind == "codec"
     if cascade and denoiser is None:
         raise ValueError(f"{checkpoint} is a plain codec (noisy -> noisy): give --denoiser to "
@@ -166,7 +181,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jdc_jax.evaluate",
                                      description="Rate-distortion evaluation with real files.")
     parser.add_argument("--checkpoints", nargs="*", default=[],
-                        help="codec checkpoints, one per rate point")
+                        help="codec checkpoints, one per rate point (a path, or "
+                             "zoo:NAME:RATE_POINT for a shipped model)")
     parser.add_argument("--method", choices=METHODS, default="codec")
     parser.add_argument("--denoiser", default="", help="denoiser checkpoint (cascade or "
                         "--method denoiser)")

@@ -105,7 +105,7 @@ ERRORS = [
     ("missing input", "compress", "nothing.png", {}, "input image not found"),
     ("missing .jdc", "decompress", "nothing.jdc", {}, "No such file or directory"),
     ("unknown model", "compress", "input.png", {"model": "kodak-best"},
-     "unknown model 'kodak-best'; available models: none yet"),
+     "unknown zoo model 'kodak-best'; available: "),
 ]
 
 

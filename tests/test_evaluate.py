@@ -110,7 +110,7 @@ def test_every_method_sees_identical_noisy_inputs(dataset_dir):
     assert not np.array_equal(a, c)
 
 
-def test_bad_arguments_exit_with_a_message(tmp_path, capsys, checkpoints):
+def test_bad_arguments_exit_with_a_message(tmp_path, capsys, checkpoints, dataset_dir):
     assert run(["--checkpoints", *checkpoints["codec"], "--dataset", f"folder:{tmp_path}/none",
                 "--noise", "awgn:25", "--name", "x", "--out", tmp_path / "x.json"]) == 2
     assert "dataset folder does not exist" in capsys.readouterr().err
@@ -118,3 +118,8 @@ def test_bad_arguments_exit_with_a_message(tmp_path, capsys, checkpoints):
                 "--noise", "awgn:25", "--name", "x", "--out", tmp_path / "x.json"]) == 2
     assert "no images" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
+    for spec, message in (("zoo:nothing-here:1", "unknown zoo model 'nothing-here'"),
+                          ("zoo:jicd-small-sigma25", "expected zoo:NAME:RATE_POINT")):
+        assert run(["--checkpoints", spec, "--dataset", f"folder:{dataset_dir}",
+                    "--noise", "awgn:25", "--name", "x", "--out", tmp_path / "x.json"]) == 2
+        assert message in capsys.readouterr().err
