@@ -142,6 +142,21 @@ def compile_train_step(model, tx, config, mesh: Mesh, state: TrainState):
                    out_shardings=(state_sharding, replicated), donate_argnums=(0,))
 
 
+def compile_metric_sum(compiled_step, state: TrainState, inputs: dict, rng, mesh: Mesh):
+    """The compiled `sums + metrics` of the step's metric tree, replicated over `mesh`.
+
+    It is compiled from the step's abstract output (`jax.eval_shape`, nothing runs), so the loop
+    builds it with the first step, and no later step compiles anything (an eager `jnp.add` would
+    compile its own program at the second step).
+    """
+    replicated = NamedSharding(mesh, P())
+    metrics = jax.eval_shape(compiled_step, state, inputs, rng)[1]
+    abstract = jax.tree_util.tree_map(
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=replicated), metrics)
+    add = jax.jit(lambda a, b: jax.tree_util.tree_map(jnp.add, a, b), out_shardings=replicated)
+    return add.lower(abstract, abstract).compile()
+
+
 def replicate(tree, mesh: Mesh):
     """Global jax.Arrays replicated over `mesh` from this process's values (arrays, typed PRNG
     keys). Every process passes its own, equal copy; nothing is sent between processes."""
@@ -346,7 +361,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     writer = _summary_writer(workdir) if is_chief else None
     start_step = int(jax.device_get(state.step))
     last_metrics: dict = {}
-    metric_sums = None
+    metric_sums = add_metrics = None
     window_start, window_steps, wait_time = time.perf_counter(), 0, 0.0
     base_lr = config.learning_rate
 
@@ -366,9 +381,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             inputs = global_batch(batch, mesh)
             if teacher is not None:
                 inputs["teacher"] = teacher(inputs["noisy"])
+            if add_metrics is None:
+                add_metrics = compile_metric_sum(compiled_step, state, inputs, step_rng, mesh)
             state, metrics = compiled_step(state, inputs, step_rng)
-            metric_sums = metrics if metric_sums is None else jax.tree_util.tree_map(
-                jnp.add, metric_sums, metrics)
+            metric_sums = metrics if metric_sums is None else add_metrics(metric_sums, metrics)
         window_steps += 1
         if step % config.log_every_steps == 0 or step == config.num_train_steps:
             means = {k: float(v) / window_steps for k, v in jax.device_get(metric_sums).items()}

@@ -191,3 +191,19 @@ def test_main_runs_the_smoke_job_from_the_command_line(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "final metrics:" in out.stdout
     assert f"checkpoint: {tmp_path / 'work' / 'checkpoints' / '2'}" in out.stdout
+
+
+def test_training_loop_compiles_nothing_after_its_first_step(tmp_path):
+    from jdc_jax.compilation_count import count_compilations
+
+    counts = {}
+    for steps in (1, 6):
+        config = tiny(load_config("configs/denoiser.py:smoke"), tmp_path, num_train_steps=steps,
+                      log_every_steps=2, checkpoint_every_steps=100, eval_folder="")
+        jax.clear_caches()  # each run compiles everything it uses, in this process too
+        with count_compilations() as compiled:
+            train.train_and_evaluate(config, str(tmp_path / f"run{steps}"))
+        counts[steps] = compiled.by_name()
+    # Five more steps and three logging windows: not one more program.
+    assert counts[6] == counts[1]
+    assert counts[1]["jit(train_step)"] == 1
