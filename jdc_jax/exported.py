@@ -31,6 +31,7 @@ import numpy as np
 
 from jdc_jax.codec import file_format, model_id
 from jdc_jax.codec.file_codec import FileCodec, LatentGroup, function_names
+from jdc_jax.codec.tiling import Tiling
 from jdc_jax.entropy.tables import CodingTables
 
 PACKAGE_VERSION = 1
@@ -62,8 +63,9 @@ class Codec(FileCodec):
     """
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> "Codec":
-        """The codec of the package in `directory` (see the module docstring for the checks)."""
+    def load(cls, directory: str | os.PathLike, *, tiling: Tiling = Tiling()) -> "Codec":
+        """The codec of the package in `directory` (see the module docstring for the checks),
+        with `tiling` for large images (`jdc_jax.codec.tiling`; the native codec's default)."""
         directory = Path(directory)
         if not directory.is_dir():
             raise MissingPackageFile(f"inference package not found: {directory}")
@@ -107,7 +109,7 @@ class Codec(FileCodec):
                     model_id=identifier, context_model=description["context_model"],
                     streams=tuple(description["streams"]), groups=groups,
                     side_channels=int(description["side_channels"]),
-                    side_tables=side_tables, latent_tables=latent_tables)
+                    side_tables=side_tables, latent_tables=latent_tables, tiling=tiling)
         codec.directory = directory
         codec.manifest = manifest
         codec.config = _json(files, CONFIG)

@@ -41,6 +41,7 @@ from jdc_jax.codec.file_codec import (
     to_uint8,
 )
 from jdc_jax.codec.model_functions import describe_model, model_functions, scope_weights
+from jdc_jax.codec.tiling import Tiling
 from jdc_jax.entropy import latent_coding
 from jdc_jax.entropy.tables import CodingTables
 from jdc_jax.train import model_from_config, pad_to_multiple
@@ -64,11 +65,12 @@ class Codec(FileCodec):
       model_kind: the name written in file headers (`file_format.MODEL_KINDS`); default the
         module's own kind. Checkpoints use their config's name ("jdc", "codec", ...).
       config: the model's config dict (a checkpoint's), kept for export; None otherwise.
+      tiling: when the analysis and synthesis run on tiles (`tiling.Tiling`, `FileCodec`).
     """
 
     def __init__(self, model, params, *, side_tables: CodingTables | None = None,
                  latent_tables: CodingTables | None = None, model_kind: str | None = None,
-                 config: dict | None = None):
+                 config: dict | None = None, tiling: Tiling = Tiling()):
         streams = getattr(model, "streams", None)
         if streams not in (("side", "base"), ("side", "base", "enhancement")):
             raise ValueError(f"{type(model).__name__} is not a codec model (it has no side and "
@@ -91,10 +93,10 @@ class Codec(FileCodec):
             model_id=model_identifier(model, kind, params, side_tables, latent_tables),
             context_model=description.context_model, streams=description.streams,
             groups=description.groups, side_channels=description.side_channels,
-            side_tables=side_tables, latent_tables=latent_tables)
+            side_tables=side_tables, latent_tables=latent_tables, tiling=tiling)
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike) -> "Codec":
+    def from_checkpoint(cls, path: str | os.PathLike, *, tiling: Tiling = Tiling()) -> "Codec":
         """The codec of a checkpoint (work directory, checkpoints/ or one step directory; the
         latest step unless a step directory is given), with its stored coding tables."""
         params, config, step = checkpoints.restore_params(path)
@@ -106,7 +108,7 @@ class Codec(FileCodec):
         side_tables, latent_tables = load_or_build_tables(
             step_directory / TABLES_DIRECTORY, model, params)
         return cls(model, params, side_tables=side_tables, latent_tables=latent_tables,
-                   model_kind=kind, config=config)
+                   model_kind=kind, config=config, tiling=tiling)
 
 
 @functools.lru_cache(maxsize=None)

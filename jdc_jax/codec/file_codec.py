@@ -4,17 +4,22 @@ pieces as plain callables.
 Encoding (the decoder mirrors it from the decoded symbols):
 
     image uint8 (H, W, 3) -> edge-replicate bottom/right to multiples of 64 -> x = image / 255
-    y = g_a(x);  z = h_a(y)
+    y = g_a(x);  z = h_a(y)                 (g_a on tiles of x for large images, `tiling`)
     side:        symbol = round(z - median_c), z_hat = symbol + median_c   (one table per channel)
     psi = h_s(z_hat)
     base:        the base latent (all of y for single-layer models), in the order of its context
                  model (`context_decoding`): none, checkerboard or serial
     enhancement: JICD only; its entropy parameters also see the decoded base latent
     output = synthesis(decoded latents) cropped to (H, W), rounded and clipped to uint8
+             (the synthesis on tiles of the latents for large images)
 
 The side and base chunks alone decode the denoised image (JICD, Ranjbar Alvar et al. 2022), so a
 file cut after its base chunk (`file_format.truncate_to_base`) decodes it identically.
 Bits per pixel always divide by the real H * W pixels, never the padded size.
+
+Large images. The analysis and the synthesis run on overlapping tiles of the padded image when
+it has more pixels than the `tiling.Tiling` bounds (default 2048 x 2048), which bounds their
+memory; the file format is the same and any decoder tiling decodes any file (`tiling`).
 
 Exactness. Only integers cross the channel. The medians z_hat is centred on are the float32
 values stored in the side tables, never recomputed. Encoder and decoder run the same compiled
@@ -60,12 +65,12 @@ import numpy as np
 
 from jdc_jax.codec import context_decoding, file_format
 from jdc_jax.codec.file_info import file_info
+from jdc_jax.codec.tiling import LATENT_STRIDE, Tiling, tiled_analysis, tiled_synthesis
 from jdc_jax.entropy import range_coder
 from jdc_jax.entropy.tables import CodingTables
 
-# g_a downsamples by 16 and h_a by 4 more: z is the image / 64.
+# g_a downsamples by LATENT_STRIDE = 16 and h_a by 4 more: z is the image / 64.
 PADDING_MULTIPLE = 64
-LATENT_STRIDE = 16
 SIDE_STRIDE = 64
 SCALABLE_STREAMS = ("side", "base", "enhancement")
 SINGLE_LAYER_STREAMS = ("side", "base")
@@ -152,12 +157,15 @@ class FileCodec:
       groups: stream -> `LatentGroup`, for "base" (and "enhancement").
       side_channels: N, the channels of z.
       side_tables, latent_tables: the coding tables.
+      tiling: when the analysis and synthesis run on tiles (`tiling.Tiling`); kept as the
+        attribute `tiling`, which may be replaced between calls (no file depends on it).
     """
 
     def __init__(self, *, functions: Mapping[str, Callable], model_kind: str, model_id: bytes,
                  context_model: str, streams: tuple[str, ...],
                  groups: Mapping[str, LatentGroup], side_channels: int,
-                 side_tables: CodingTables, latent_tables: CodingTables):
+                 side_tables: CodingTables, latent_tables: CodingTables,
+                 tiling: Tiling = Tiling()):
         if tuple(streams) not in (SINGLE_LAYER_STREAMS, SCALABLE_STREAMS):
             raise ValueError(f"streams must be {SINGLE_LAYER_STREAMS} or {SCALABLE_STREAMS}, "
                              f"got {streams}")
@@ -169,6 +177,9 @@ class FileCodec:
                              f"{file_format.CONTEXT_MODELS}")
         if len(model_id) != 32:
             raise ValueError(f"model identifier must be 32 bytes, got {len(model_id)}")
+        if not isinstance(tiling, Tiling):
+            raise ValueError(f"tiling must be a jdc_jax.codec.tiling.Tiling, got "
+                             f"{type(tiling).__name__}")
         self.streams = tuple(streams)
         missing = [name for name in function_names(self.streams, context_model)
                    if name not in functions]
@@ -180,6 +191,7 @@ class FileCodec:
         self.model_kind = model_kind
         self.model_id = bytes(model_id)
         self.context_model = context_model
+        self.tiling = tiling
         self.side_tables = side_tables
         self.latent_tables = latent_tables
         self.side_channels = int(side_channels)
@@ -246,10 +258,9 @@ class FileCodec:
         height, width = image.shape[:2]
         padded = np.pad(image, ((0, -height % PADDING_MULTIPLE), (0, -width % PADDING_MULTIPLE),
                                 (0, 0)), mode="edge")
-        x = padded[None].astype(np.float32) / 255.0
-        y = self._functions["analysis"](x)
-        z = np.asarray(self._functions["hyper_analysis"](y))[0]
-        y = np.asarray(y)[0]
+        y = tiled_analysis(self._functions["analysis"], padded,
+                           self.tiling.analysis_tiles(*padded.shape[:2]))
+        z = np.asarray(self._functions["hyper_analysis"](y[None]))[0]
         side_symbols = np.round(z - self._medians).astype(np.int32)
         symbols = {"side": side_symbols.reshape(-1)}
         payloads = {"side": _encode_side_symbols(side_symbols, self.side_tables)}
@@ -306,8 +317,10 @@ class FileCodec:
             symbols[stream], latents[stream] = self._decode_chunk(
                 stream, parsed, lambda payload: self._decode_group(
                     stream, payload, psi, latents.get("base")))
-        image = self._synthesis[output](*(latents[s][None] for s in streams))
-        image = np.asarray(image)[0, :header.height, :header.width]
+        image = tiled_synthesis(self._synthesis[output], [latents[s] for s in streams],
+                                self.tiling.synthesis_tiles(header.padded_height,
+                                                            header.padded_width))
+        image = image[:header.height, :header.width]
         return Decoding(image, output, symbols, latents)
 
     def latent_shapes(self, padded_height: int, padded_width: int) -> tuple:
