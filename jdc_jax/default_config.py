@@ -41,6 +41,7 @@ def get_config() -> ml_collections.ConfigDict:
     # --- optimization
     config.learning_rate = 1e-4           # Adam learning rate
     config.grad_clip_norm = 1.0           # global-norm gradient clipping
+    config.skip_nonfinite_updates = False  # skip steps whose gradients are NaN/inf (optax)
     config.plateau_factor = 0.5           # learning-rate factor when the loss plateaus
     config.plateau_patience = 10          # evaluations (of accumulated losses) without progress
     config.plateau_cooldown = 0           # evaluations to wait after a reduction

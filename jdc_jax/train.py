@@ -74,8 +74,15 @@ def rate_lambda(config) -> float:
 
 
 def make_optimizer(config) -> optax.GradientTransformationExtraArgs:
-    """Global-norm clipping, Adam, and a learning-rate halving when the loss plateaus."""
-    return optax.chain(
+    """Global-norm clipping, Adam, and a learning-rate halving when the loss plateaus.
+
+    With `config.skip_nonfinite_updates`, the chain is wrapped in `optax.apply_if_finite`: a
+    step whose gradients hold a NaN or an infinity leaves parameters and optimizer state
+    unchanged (counted in the `nonfinite_updates` metric); a run of
+    `MAX_CONSECUTIVE_NONFINITE` such steps lets the non-finite update through, so the loop
+    stops on it rather than skipping forever.
+    """
+    tx = optax.chain(
         optax.clip_by_global_norm(config.grad_clip_norm),
         optax.adam(config.learning_rate),
         optax.contrib.reduce_on_plateau(
@@ -83,6 +90,21 @@ def make_optimizer(config) -> optax.GradientTransformationExtraArgs:
             cooldown=config.plateau_cooldown, accumulation_size=config.plateau_accumulation_size,
             rtol=config.plateau_rtol),
     )
+    if config.get("skip_nonfinite_updates", False):
+        tx = optax.apply_if_finite(tx, max_consecutive_errors=MAX_CONSECUTIVE_NONFINITE)
+    return tx
+
+
+MAX_CONSECUTIVE_NONFINITE = 20
+
+
+def _chain_state(opt_state):
+    """The chain's state inside an optional `apply_if_finite` wrapper."""
+    return getattr(opt_state, "inner_state", opt_state)
+
+
+class NonFiniteLoss(FloatingPointError):
+    """The training loss became NaN or infinite."""
 
 
 @flax.struct.dataclass
@@ -122,7 +144,9 @@ def train_step(state: TrainState, batch, rng, *, model, tx, lmbda: float, noisy_
     updates, opt_state = tx.update(grads, state.opt_state, state.params, value=loss)
     params = optax.apply_updates(state.params, updates)
     metrics = dict(metrics, grad_norm=optax.tree.norm(grads))
-    metrics["learning_rate_scale"] = opt_state[-1].scale
+    metrics["learning_rate_scale"] = _chain_state(opt_state)[-1].scale
+    if hasattr(opt_state, "total_notfinite"):
+        metrics["nonfinite_updates"] = opt_state.total_notfinite.astype(jnp.float32)
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 
@@ -362,6 +386,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     start_step = int(jax.device_get(state.step))
     last_metrics: dict = {}
     metric_sums = add_metrics = None
+    nonfinite_total = 0
     window_start, window_steps, wait_time = time.perf_counter(), 0, 0.0
     base_lr = config.learning_rate
 
@@ -390,6 +415,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             means = {k: float(v) / window_steps for k, v in jax.device_get(metric_sums).items()}
             elapsed = time.perf_counter() - window_start
             means["learning_rate"] = base_lr * means.pop("learning_rate_scale")
+            skipped_in_window = 0
+            if "nonfinite_updates" in means:  # a running total: its window mean is not wanted
+                total = int(jax.device_get(metrics["nonfinite_updates"]))
+                skipped_in_window, nonfinite_total = total - nonfinite_total, total
+                means["nonfinite_updates"] = float(total)
+            # A skipped step still reports its non-finite loss; only a window in which every
+            # step was non-finite (or any, without skipping) stops the run.
+            if not np.isfinite(means["loss"]) and (
+                    not config.get("skip_nonfinite_updates", False)
+                    or skipped_in_window >= window_steps):
+                raise NonFiniteLoss(
+                    f"the training loss became {means['loss']} between steps "
+                    f"{step - window_steps + 1} and {step}; the checkpoints in {workdir} hold "
+                    f"the last finite state. Lower learning_rate or grad_clip_norm, or set "
+                    f"skip_nonfinite_updates=True")
             means["steps_per_second"] = window_steps / elapsed
             means["images_per_second"] = window_steps * config.batch_size / elapsed
             means["input_wait_fraction"] = wait_time / elapsed

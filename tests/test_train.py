@@ -9,11 +9,13 @@ import textwrap
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
 
 from jdc_jax import checkpoints, train
+from jdc_jax.default_config import get_config
 from jdc_jax.config_validation import ConfigError, validate_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -207,3 +209,27 @@ def test_training_loop_compiles_nothing_after_its_first_step(tmp_path):
     # Five more steps and three logging windows: not one more program.
     assert counts[6] == counts[1]
     assert counts[1]["jit(train_step)"] == 1
+
+
+def test_a_diverging_run_stops_with_a_message_naming_the_steps(tmp_path):
+    config = tiny(load_config("configs/denoiser.py:smoke"), tmp_path, learning_rate=1e30,
+                  num_train_steps=4, log_every_steps=2, eval_folder="")
+    with pytest.raises(train.NonFiniteLoss, match=r"the training loss became nan between steps "
+                                                  r"\d and \d; the checkpoints in"):
+        train.train_and_evaluate(config, str(tmp_path / "diverging"))
+
+
+def test_skipping_nonfinite_updates_leaves_parameters_and_state_unchanged():
+    config = get_config()
+    config.skip_nonfinite_updates = True
+    tx = train.make_optimizer(config)
+    params = {"w": jnp.ones(3)}
+    state = tx.init(params)
+    finite_updates, state = tx.update({"w": jnp.full(3, 0.5)}, state, params, value=1.0)
+    skipped_updates, skipped_state = tx.update({"w": jnp.array([0.5, jnp.nan, 0.5])}, state,
+                                               params, value=1.0)
+    np.testing.assert_array_equal(np.asarray(skipped_updates["w"]), np.zeros(3))
+    assert int(skipped_state.total_notfinite) == 1
+    np.testing.assert_array_equal(np.asarray(skipped_state.inner_state[1][0].mu["w"]),
+                                  np.asarray(state.inner_state[1][0].mu["w"]))
+    assert float(np.abs(np.asarray(finite_updates["w"])).min()) > 0
