@@ -468,6 +468,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 def _progress_line(metrics: dict) -> str:
     order = ("loss", "bpp", "bpp_denoised_stream", "bpp_side", "bpp_base", "bpp_enhancement",
              "psnr_denoised", "psnr_noisy_reconstruction", "psnr_reconstruction",
-             "psnr_noisy_input", "learning_rate", "steps_per_second", "images_per_second")
+             "psnr_noisy_input", "learning_rate", "steps_per_second", "images_per_second",
+             "nonfinite_updates")
     parts = [f"{k}={metrics[k]:.4g}" for k in order if k in metrics]
     return " ".join(parts)

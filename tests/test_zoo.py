@@ -62,6 +62,20 @@ def test_unknown_name_or_rate_point_names_what_is_available(entry):
         zoo.load("tiny-jicd", rate_point=5, root=entry["root"])
 
 
+def test_an_entry_whose_files_do_not_match_its_card_is_refused_by_name(entry, tmp_path):
+    import shutil
+
+    root = tmp_path / "weights"
+    shutil.copytree(entry["root"], root)
+    side = root / "tiny-jicd" / "rate_point_2" / zoo.SIDE_TABLES_FILE
+    other = root / "tiny-jicd" / "rate_point_2" / zoo.LATENT_TABLES_FILE
+    shutil.copy(root / zoo.LATENT_TABLES_FILE, other)
+    shutil.copy(other, side)  # valid tables, but not this model's side tables
+    with pytest.raises(zoo.DamagedEntry, match=r"side_tables.bin does not match the "
+                                               r"side_tables_sha256 of .*card.json"):
+        zoo.load("tiny-jicd", root=root)
+
+
 def test_building_over_an_existing_entry_needs_overwrite(entry):
     with pytest.raises(FileExistsError, match="rate_point_2 exists"):
         build_entry(entry["checkpoint"], "tiny-jicd", entry["root"])

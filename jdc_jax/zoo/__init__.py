@@ -10,10 +10,13 @@ Each entry is one rate point of one model, in `weights/NAME/rate_point_K/`:
     config.json          the training config (model kind, sizes, lambda, noise, ...)
     params.npz           every parameter as float16, keyed by its path ("g_a/layers_0/kernel");
                          loaded as float32, so the shipped model is exactly these values
-    coding_tables/       the side and latent coding tables built from those float32 values, with
-                         their manifest (`jdc_jax.codec.api.load_or_build_tables`)
+    side_tables.bin      the side latent's coding tables, built from those float32 values
     card.json            name, rate point, lambda, what it was trained on and how, parameter
-                         count and the model identifier written in its files
+                         count, the model identifier written in its files, and the sha256 of
+                         the parameters and of both tables
+
+The latent's coding tables do not depend on the model (`entropy.latent_coding`), so one copy,
+`weights/latent_tables.bin`, serves every entry.
 
 float16 halves the download: a relative rounding of at most 2^-11 per weight, far below what
 changes a decoded pixel's PSNR at this scale. The tables ship rather than being rebuilt, so files
@@ -34,7 +37,8 @@ WEIGHTS_DIRECTORY = Path(__file__).resolve().parent / "weights"
 PARAMS_FILE = "params.npz"
 CONFIG_FILE = "config.json"
 CARD_FILE = "card.json"
-TABLES_DIRECTORY = "coding_tables"
+SIDE_TABLES_FILE = "side_tables.bin"
+LATENT_TABLES_FILE = "latent_tables.bin"
 PATH_SEPARATOR = "/"
 _RATE_POINT_DIRECTORY = re.compile(r"rate_point_(\d+)")
 
@@ -49,7 +53,7 @@ def available(root: Path | None = None) -> dict[str, tuple[int, ...]]:
     root = weights_root(root)
     models = {}
     if root.is_dir():
-        for model in sorted(root.iterdir()):
+        for model in sorted(p for p in root.iterdir() if p.is_dir()):
             points = sorted(int(match.group(1)) for match in
                             (_RATE_POINT_DIRECTORY.fullmatch(p.name) for p in model.iterdir())
                             if match and (model / match.group(0) / PARAMS_FILE).is_file())
@@ -104,15 +108,31 @@ def load_params(directory: Path) -> dict:
     return params
 
 
+class DamagedEntry(ValueError):
+    """A zoo entry whose files do not match its card."""
+
+
 def load(name: str, rate_point: int | None = None, root: Path | None = None):
-    """The `jdc_jax.codec.Codec` of a shipped model (highest rate point unless given)."""
-    from jdc_jax.codec.api import Codec, load_or_build_tables
+    """The `jdc_jax.codec.Codec` of a shipped model (highest rate point unless given).
+
+    The parameters and both tables are checked against the card's digests, so a damaged or
+    mixed-up file is refused by name instead of writing files no other copy can decode."""
+    from jdc_jax.codec.api import Codec, parameters_digest
+    from jdc_jax.entropy.tables import CodingTables
     from jdc_jax.train import model_from_config
 
     directory = entry_directory(name, rate_point, root)
+    entry_card = json.loads((directory / CARD_FILE).read_text())
     config = json.loads((directory / CONFIG_FILE).read_text())
-    model = model_from_config(config)
     params = load_params(directory)
-    side_tables, latent_tables = load_or_build_tables(directory / TABLES_DIRECTORY, model, params)
-    return Codec(model, params, side_tables=side_tables, latent_tables=latent_tables,
-                 model_kind=config["model"], config=config)
+    side_tables = CodingTables.load(directory / SIDE_TABLES_FILE)
+    latent_tables = CodingTables.load(directory.parent.parent / LATENT_TABLES_FILE)
+    for what, digest, expected in (
+            (directory / PARAMS_FILE, parameters_digest(params), "params_sha256"),
+            (directory / SIDE_TABLES_FILE, side_tables.digest(), "side_tables_sha256"),
+            (directory.parent.parent / LATENT_TABLES_FILE, latent_tables.digest(),
+             "latent_tables_sha256")):
+        if digest != entry_card.get(expected):
+            raise DamagedEntry(f"{what} does not match the {expected} of {directory / CARD_FILE}")
+    return Codec(model_from_config(config), params, side_tables=side_tables,
+                 latent_tables=latent_tables, model_kind=config["model"], config=config)

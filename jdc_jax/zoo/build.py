@@ -62,14 +62,8 @@ def build_entry(checkpoint: str, name: str, root: Path, description: str = "",
         shipped = zoo.load_params(staging)
         model = model_from_config(config)
         side = build_side_tables(model, shipped)
-        latent = build_latent_tables()
-        tables = staging / zoo.TABLES_DIRECTORY
-        tables.mkdir()
-        side.save(tables / "side.bin")
-        latent.save(tables / "latent.bin")
-        checkpoints.write_json_atomic(tables / "manifest.json", {
-            "params_sha256": parameters_digest(shipped), "side_sha256": side.digest(),
-            "latent_sha256": latent.digest()})
+        side.save(staging / zoo.SIDE_TABLES_FILE)
+        latent = _shared_latent_tables(Path(root), build_latent_tables())
         codec = Codec(model, shipped, side_tables=side, latent_tables=latent,
                       model_kind=config["model"], config=config)
         lambdas = config.get("lambdas") or []
@@ -82,7 +76,10 @@ def build_entry(checkpoint: str, name: str, root: Path, description: str = "",
             "training_steps": int(step), "init_from": config.get("init_from", ""),
             "parameters": int(sum(v.size for v in flat.values())),
             "model_id": codec.model_id.hex(), "description": description,
+            "params_sha256": parameters_digest(shipped), "side_tables_sha256": side.digest(),
+            "latent_tables_sha256": latent.digest(),
         }, indent=1, sort_keys=True))
+        staging.chmod(0o755)
         if destination.exists():
             shutil.rmtree(destination)
         staging.rename(destination)
@@ -90,6 +87,22 @@ def build_entry(checkpoint: str, name: str, root: Path, description: str = "",
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return destination
+
+
+def _shared_latent_tables(root: Path, built):
+    """The zoo's one latent table file: written when missing, else it must equal `built`."""
+    from jdc_jax.entropy.tables import CodingTables
+
+    path = root / zoo.LATENT_TABLES_FILE
+    if path.exists():
+        stored = CodingTables.load(path)
+        if stored.digest() != built.digest():
+            raise ValueError(f"{path} differs from the latent tables this version builds; "
+                             f"rebuild every entry of {root}")
+        return stored
+    root.mkdir(parents=True, exist_ok=True)
+    built.save(path)
+    return built
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Ships the JICD rate points into the model zoo, then evaluates every small-scale model on
+# Kodak with three noises and writes the results, plots and BD-rate tables next to this script.
+# Run from the repository root after results/small_scale/train.sh RUNS_ROOT:
+#
+#   bash results/small_scale/evaluate.sh RUNS_ROOT [KODAK_DIR]
+set -euo pipefail
+
+if [[ $# -lt 1 || $# -gt 2 ]]; then
+  echo "usage: $0 RUNS_ROOT [KODAK_DIR]" >&2
+  exit 2
+fi
+root="${1%/}"
+kodak="${2:-../shared/testsets/kodak24}"
+out=results/small_scale
+export PATH="$PWD/.venv/bin:$PATH"
+# CBM3D takes minutes per Kodak image on this machine: it runs on the first images only.
+bm3d_images=4
+
+for point in 2 3 4; do
+  python -m jdc_jax.zoo.build --checkpoint "$root/jicd/rate_point_$point" \
+    --name jicd-small-sigma25 --overwrite \
+    --description "JICD, N = M = 64 (60 base + 4 enhancement channels), trained on AWGN sigma 25"
+done
+
+# A results file that exists is kept (a stopped evaluation resumes); delete it to redo it.
+evaluate() {  # NOISE_DIR NOISE NAME OUT_NAME ARGS...
+  local dir="$out/$1" noise="$2" name="$3" file="$4"
+  shift 4
+  if [[ -f "$dir/$file.json" ]]; then
+    echo "keeping $dir/$file.json"
+    return
+  fi
+  mkdir -p "$dir"
+  python -m jdc_jax.evaluate --dataset "folder:$kodak" --noise "$noise" --seed 0 \
+    --name "$name" --out "$dir/$file.json" "$@"
+}
+
+for pair in awgn25:awgn:25 awgn50:awgn:50 practical:practical; do
+  dir="${pair%%:*}"
+  noise="${pair#*:}"
+  evaluate "$dir" "$noise" "JICD (base layer)" jicd \
+    --checkpoints zoo:jicd-small-sigma25:2 zoo:jicd-small-sigma25:3 zoo:jicd-small-sigma25:4
+  evaluate "$dir" "$noise" "Cascade: codec + denoiser" cascade \
+    --checkpoints "$root/codec/rate_point_2" "$root/codec/rate_point_3" \
+    "$root/codec/rate_point_4" --denoiser "$root/denoiser"
+  evaluate "$dir" "$noise" "Testolina" testolina --checkpoints "$root/testolina"
+  evaluate "$dir" "$noise" "Denoiser on raw noisy" denoiser --method denoiser \
+    --denoiser "$root/denoiser"
+  evaluate "$dir" "$noise" "CBM3D on raw noisy (first $bm3d_images images)" bm3d \
+    --method bm3d --limit "$bm3d_images"
+  for task in denoising noisy_reconstruction; do
+    python -m jdc_jax.plot "$out/$dir"/{jicd,cascade,testolina,denoiser,bm3d}.json \
+      --task "$task" --metric psnr --out "$out/$dir/${task}_psnr.png"
+  done
+  python -m jdc_jax.bdrate "$out/$dir/cascade.json" "$out/$dir/jicd.json" \
+    --metric psnr ssim ms-ssim --out "$out/$dir/bdrate_jicd_vs_cascade.json" \
+    > "$out/$dir/bdrate_jicd_vs_cascade.md"
+done
+
+# The rate cost of the checkerboard context: the two arms fine-tuned from one checkpoint.
+for context in serial checkerboard; do
+  evaluate awgn25 awgn:25 "JICD rate point 4, $context context" "context_$context" \
+    --checkpoints "$root/context_$context"
+done
+
+python results/small_scale/side_by_side.py --kodak "$kodak" --out "$out/side_by_side.png"
