@@ -40,10 +40,13 @@ queue_jicd() {
 
 queue_cascade_and_testolina() {
   bash launch/ladder.sh configs/codec.py:small "$root/codec" "${ladder_steps[@]}"
+  # The denoiser works at full resolution (no downsampling), so its small form is also
+  # shallower and trained on 64x64 crops (DnCNN itself used 40x40 patches).
   python -m jdc_jax.main --config=configs/denoiser.py:small --workdir="$root/denoiser" \
-    --config.num_train_steps=600
+    --config.denoiser_depth=10 --config.denoiser_features=48 --config.crop_size=64 \
+    --config.batch_size=16 --config.num_train_steps=400
   python -m jdc_jax.main --config=configs/testolina.py:small --workdir="$root/testolina" \
-    --config.num_train_steps=600
+    --config.num_train_steps=400
 }
 
 queue_jicd >>"$root/queue_jicd.log" 2>&1 &
