@@ -119,10 +119,9 @@ def run_training(config, steps: int, seed: int) -> tuple[dict, object, object]:
             # The loop body of train.train_and_evaluate, without tf.data and summaries.
             with jax.transfer_guard("disallow"):
                 inputs = train.global_batch(local_batch, mesh)
-                if add_metrics is None:
-                    add_metrics = train.compile_metric_sum(compiled_step, state, inputs,
-                                                           step_rng, mesh)
                 state, metrics = compiled_step(state, inputs, step_rng)
+                if add_metrics is None:
+                    add_metrics = train.compile_metric_sum(metrics)
                 metric_sums = metrics if metric_sums is None else add_metrics(metric_sums,
                                                                               metrics)
             if step % config.log_every_steps == 0 or step == steps:

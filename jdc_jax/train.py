@@ -166,19 +166,15 @@ def compile_train_step(model, tx, config, mesh: Mesh, state: TrainState):
                    out_shardings=(state_sharding, replicated), donate_argnums=(0,))
 
 
-def compile_metric_sum(compiled_step, state: TrainState, inputs: dict, rng, mesh: Mesh):
-    """The compiled `sums + metrics` of the step's metric tree, replicated over `mesh`.
+def compile_metric_sum(metrics):
+    """The compiled `sums + metrics` for metric trees like `metrics` (the step's output).
 
-    It is compiled from the step's abstract output (`jax.eval_shape`, nothing runs), so the loop
-    builds it with the first step, and no later step compiles anything (an eager `jnp.add` would
-    compile its own program at the second step).
+    The loop compiles it with its first step, so no later step compiles anything (an eager
+    `jnp.add` would compile its own program at the second step). Lowering from the metrics'
+    own shapes and shardings runs nothing and moves nothing.
     """
-    replicated = NamedSharding(mesh, P())
-    metrics = jax.eval_shape(compiled_step, state, inputs, rng)[1]
-    abstract = jax.tree_util.tree_map(
-        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=replicated), metrics)
-    add = jax.jit(lambda a, b: jax.tree_util.tree_map(jnp.add, a, b), out_shardings=replicated)
-    return add.lower(abstract, abstract).compile()
+    add = jax.jit(lambda a, b: jax.tree_util.tree_map(jnp.add, a, b))
+    return add.lower(metrics, metrics).compile()
 
 
 def replicate(tree, mesh: Mesh):
@@ -406,9 +402,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             inputs = global_batch(batch, mesh)
             if teacher is not None:
                 inputs["teacher"] = teacher(inputs["noisy"])
-            if add_metrics is None:
-                add_metrics = compile_metric_sum(compiled_step, state, inputs, step_rng, mesh)
             state, metrics = compiled_step(state, inputs, step_rng)
+            if add_metrics is None:
+                add_metrics = compile_metric_sum(metrics)
             metric_sums = metrics if metric_sums is None else add_metrics(metric_sums, metrics)
         window_steps += 1
         if step % config.log_every_steps == 0 or step == config.num_train_steps:

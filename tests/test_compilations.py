@@ -131,6 +131,7 @@ def test_new_batch_shape_compiles_the_training_step_once_more(training):
 
 
 def test_codec_compiles_nothing_for_a_second_image_of_the_same_size():
+    jax.clear_caches()  # another test of this process may have compiled these pieces already
     model, params = tiny_model("hyperprior")
     codec = Codec(model, params)
     with count_compilations() as first_compress:
