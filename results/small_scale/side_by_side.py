@@ -64,7 +64,7 @@ def main() -> None:
         axes.axis("off")
     figure.suptitle(f"{MODEL}, rate point {args.rate_point}: one file, two products "
                     f"({args.image}, centre {CROP}x{CROP} crop)", fontsize=11)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0, 1, 0.92))
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     write_file_atomically(args.out, buffer.getvalue())

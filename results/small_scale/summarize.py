@@ -45,7 +45,8 @@ def table(folder: Path) -> list[str]:
                 if isinstance(value, list):
                     value = value[index]
                 cells.append("-" if value is None else f"{value:.{digits}f}")
-            label = document["name"] + (f", rate point {index + 1}" if count > 1 else "")
+            label = document["name"] + (f", point {index + 1} of {count} by rate"
+                                        if count > 1 else "")
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
     if noisy_input is not None:
         noisy = noisy_input[0] if isinstance(noisy_input, list) else noisy_input
@@ -61,7 +62,7 @@ def main() -> None:
             print("\n".join(table(folder)))
             bd = folder / "bdrate_jicd_vs_cascade.md"
             if bd.exists():
-                print(f"\nBD-rate of JICD (base layer) against the cascade, denoised task:\n")
+                print("\nBD-rate of JICD (base layer) against the cascade, denoised task:\n")
                 print(bd.read_text().strip())
             print()
 
