@@ -43,10 +43,12 @@ def float16_params(params) -> dict[str, np.ndarray]:
 def build_entry(checkpoint: str, name: str, root: Path, description: str = "",
                 overwrite: bool = False) -> Path:
     """Writes the entry of `checkpoint` under `root`; returns its directory."""
+    import ml_collections
+
     from jdc_jax import checkpoints
-    from jdc_jax.codec.api import Codec, build_side_tables, parameters_digest
+    from jdc_jax.codec.api import build_side_tables, model_identifier, parameters_digest
     from jdc_jax.entropy.latent_coding import build_latent_tables
-    from jdc_jax.train import model_from_config
+    from jdc_jax.train import model_from_config, rate_lambda
 
     params, config, step = checkpoints.restore_params(checkpoint)
     rate_point = int(config["rate_point"])
@@ -64,18 +66,16 @@ def build_entry(checkpoint: str, name: str, root: Path, description: str = "",
         side = build_side_tables(model, shipped)
         side.save(staging / zoo.SIDE_TABLES_FILE)
         latent = _shared_latent_tables(Path(root), build_latent_tables())
-        codec = Codec(model, shipped, side_tables=side, latent_tables=latent,
-                      model_kind=config["model"], config=config)
-        lambdas = config.get("lambdas") or []
-        lmbda = config.get("lmbda") or (lambdas[rate_point - 1] if lambdas else None)
+        identifier = model_identifier(model, config["model"], shipped, side, latent)
         (staging / zoo.CARD_FILE).write_text(json.dumps({
-            "name": name, "rate_point": rate_point, "lambda": lmbda,
+            "name": name, "rate_point": rate_point,
+            "lambda": rate_lambda(ml_collections.ConfigDict(config)),
             "model": config["model"], "context_model": config.get("context_model"),
             "noise": config.get("noise"), "data_source": config.get("data_source"),
             "crop_size": config.get("crop_size"), "batch_size": config.get("batch_size"),
             "training_steps": int(step), "init_from": config.get("init_from", ""),
             "parameters": int(sum(v.size for v in flat.values())),
-            "model_id": codec.model_id.hex(), "description": description,
+            "model_id": identifier.hex(), "description": description,
             "params_sha256": parameters_digest(shipped), "side_tables_sha256": side.digest(),
             "latent_tables_sha256": latent.digest(),
         }, indent=1, sort_keys=True))
