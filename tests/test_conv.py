@@ -7,15 +7,48 @@ import numpy as np
 import pytest
 
 from jdc_jax.layers.conv import (MaskedConv, SubPixelConv, TransposedConv, conv, depth_to_space,
-                                 masked_conv_mask, phase_kernel, space_to_depth)
+                                 masked_conv_mask, phase_kernel, space_to_depth,
+                                 transposed_conv_padding)
 
 DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 
 
 def conv_transpose_reference(x, kernel, strides):
-    """The definition TransposedConv must match: lax.conv_transpose with "SAME" padding."""
-    return jax.lax.conv_transpose(x, kernel, strides=(strides, strides), padding="SAME",
+    """The definition TransposedConv must match: lax.conv_transpose with its padding."""
+    pad = transposed_conv_padding(kernel.shape[0], strides)
+    return jax.lax.conv_transpose(x, kernel, strides=(strides, strides), padding=(pad, pad),
                                   dimension_numbers=DIMENSION_NUMBERS)
+
+
+def scatter_transpose_reference(x, weight, stride, padding):
+    """PyTorch's ConvTranspose2d(stride, padding, output_padding=stride - 1) without bias, as
+    its definition reads: input (b, i, j, c) adds weight[c, f, t, u] to output
+    (b, i*s - p + t, j*s - p + u, f). weight is (C_in, F, k, k), as PyTorch stores it."""
+    batch, height, width, _ = x.shape
+    _, features, k, _ = weight.shape
+    out = np.zeros((batch, height * stride + 2 * k, width * stride + 2 * k, features))
+    for t in range(k):
+        for u in range(k):
+            contribution = np.einsum("bijc,cf->bijf", x.astype(np.float64), weight[:, :, t, u])
+            out[:, k + t - padding:k + t - padding + height * stride:stride,
+                k + u - padding:k + u - padding + width * stride:stride] += contribution
+    return out[:, k:k + height * stride, k:k + width * stride]
+
+
+def strided_conv_reference(x, weight, stride, padding):
+    """PyTorch's Conv2d(stride, padding) without bias: output (b, o, q, f) is the sum over taps
+    of x[b, o*s - p + t, q*s - p + u, c] * weight[f, c, t, u] (OIHW, zeros outside x)."""
+    batch, height, width, _ = x.shape
+    features, _, k, _ = weight.shape
+    padded = np.pad(x.astype(np.float64), ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    out_h = (height + 2 * padding - k) // stride + 1
+    out_w = (width + 2 * padding - k) // stride + 1
+    out = np.zeros((batch, out_h, out_w, features))
+    for t in range(k):
+        for u in range(k):
+            window = padded[:, t:t + stride * out_h:stride, u:u + stride * out_w:stride]
+            out += np.einsum("bijc,fc->bijf", window, weight[:, :, t, u])
+    return out
 
 
 def _normal(seed, shape):
@@ -107,6 +140,7 @@ def test_sub_pixel_conv_is_same_conv_then_pixel_shuffle():
         (6, 2, (2, 3, 4, 2), 3),
         (5, 1, (2, 5, 7, 3), 4),
         (2, 1, (2, 5, 6, 2), 3),
+        (3, 1, (1, 4, 4, 2), 2),
         (5, 3, (2, 4, 5, 2), 3),
         (1, 2, (2, 3, 5, 2), 3),  # k < s: some output phases are all zero (bias only)
     ],
@@ -122,6 +156,41 @@ def test_transposed_conv_equals_lax_conv_transpose(kernel_size, stride, in_shape
     batch, height, width, _ = in_shape
     assert y.shape == (batch, height * stride, width * stride, features)
     np.testing.assert_allclose(np.asarray(y), np.asarray(expected), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel_size, in_shape", [(5, (2, 4, 6, 3)), (5, (1, 3, 5, 2)),
+                                                   (3, (2, 4, 4, 2))])
+def test_transposed_conv_equals_pytorch_conv_transpose_of_the_flipped_kernel(kernel_size,
+                                                                              in_shape):
+    """ConvTranspose2d(k, stride=2, padding=k // 2, output_padding=1), the upsampling layer of
+    the reference Balle/Minnen synthesis transforms, with weight W (C_in, F, k, k) equals this
+    layer with kernel W[:, :, ::-1, ::-1] in HWIO."""
+    layer = TransposedConv(4, kernel_size=kernel_size, strides=2, use_bias=False)
+    x = _normal(0, in_shape)
+    weight = _normal(1, (in_shape[-1], 4, kernel_size, kernel_size))
+    kernel = weight[:, :, ::-1, ::-1].transpose(2, 3, 0, 1)
+    y = jax.jit(layer.apply)({"params": {"kernel": kernel}}, x)
+    expected = scatter_transpose_reference(x, weight, 2, kernel_size // 2)
+    np.testing.assert_allclose(np.asarray(y), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel_size, stride, shape", [(3, 2, (2, 8, 6, 3)), (5, 2, (1, 7, 9, 2)),
+                                                        (3, 1, (1, 5, 4, 2)), (1, 2, (1, 6, 5, 3))])
+def test_conv_equals_pytorch_conv2d_with_symmetric_padding(kernel_size, stride, shape):
+    """conv(k, s) is Conv2d(k, stride=s, padding=k // 2) with the OIHW weight in HWIO."""
+    layer = conv(4, kernel_size, stride)
+    x = _normal(0, shape)
+    weight = _normal(1, (4, shape[-1], kernel_size, kernel_size))
+    params = {"params": {"kernel": weight.transpose(2, 3, 1, 0), "bias": np.zeros(4, np.float32)}}
+    y = jax.jit(layer.apply)(params, x)
+    expected = strided_conv_reference(x, weight, stride, kernel_size // 2)
+    assert y.shape == (shape[0], -(-shape[1] // stride), -(-shape[2] // stride), 4)
+    np.testing.assert_allclose(np.asarray(y), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_conv_refuses_even_kernels():
+    with pytest.raises(ValueError, match="kernel_size must be odd"):
+        conv(4, 4, 2)
 
 
 @pytest.mark.parametrize("kernel_size", [5, 4, 3])

@@ -1,12 +1,20 @@
 """Convolution layers for analysis and synthesis transforms (NHWC activations, HWIO kernels).
 
-- `conv`: a plain convolution with padding "SAME", so H -> ceil(H / stride).
+Padding convention. Every layer pads symmetrically, as the reference PyTorch implementations of
+the Balle, Minnen and Cheng models do (CompressAI's `conv(k, stride)` pads k // 2 on each side):
+a stride-s layer puts output position o on input position s * o (convolution) and input
+position i on output position s * i (transposed convolution). The convolution and its transpose
+are then exact adjoints of each other, and a strided main path stays aligned with its 1x1
+strided skip in residual blocks. (TensorFlow's "SAME" pads (k - 1) // 2 before and the rest
+after a stride-2 input, which shifts every stride-2 layer by one input pixel.)
+
+- `conv`: an odd k x k convolution padding (k - 1) // 2 on each side, so H -> ceil(H / stride).
 - `depth_to_space` / `space_to_depth`: the channel <-> pixel shuffles of `tf.nn.depth_to_space`.
 - `SubPixelConv`: upsampling by a stride-1 convolution followed by depth_to_space
   (Shi et al., "Real-time single image and video super-resolution using an efficient sub-pixel
   convolutional neural network", CVPR 2016).
-- `TransposedConv`: exactly the stride-s transposed convolution of `jax.lax.conv_transpose`
-  (padding "SAME", output H*s x W*s), computed without conv_transpose by phase decomposition,
+- `TransposedConv`: the stride-s transposed convolution (output H*s x W*s), computed without
+  conv_transpose by phase decomposition,
   because XLA:CPU differentiates conv_transpose tens of times slower than it runs it forward
   (benchmarks/bench_transposed_conv.py).
 - `MaskedConv`: the causal (raster-order) convolution of PixelCNN-style context models
@@ -30,17 +38,23 @@ _DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 
 def conv(features: int, kernel_size: int = 3, stride: int = 1, dtype: Any = jnp.float32,
          name: str | None = None) -> nn.Conv:
-    """A k x k convolution with a bias, stride `stride` and padding "SAME".
+    """An odd k x k convolution with a bias, stride `stride` and (k - 1) // 2 zeros on each side.
 
-    "SAME" padding gives (B, ceil(H / stride), ceil(W / stride), features) for any H and W; when
-    the total padding is odd the extra row/column goes at the end (as in TensorFlow). The 5x5
-    stride-2 downsampling layers of the Balle 2018 analysis transform are `conv(N, 5, 2)`.
+    Output (B, ceil(H / stride), ceil(W / stride), features) for any H and W; output position o
+    reads the input window centred on stride * o. This is PyTorch's
+    `Conv2d(k, stride=stride, padding=k // 2)`, so its kernel is the PyTorch weight transposed
+    from OIHW to HWIO; for stride 1 it is also "SAME". The 5x5 stride-2 downsampling layers of
+    the Balle 2018 analysis transform are `conv(N, 5, 2)`.
     """
     if features < 1 or kernel_size < 1 or stride < 1:
         raise ValueError("conv: features, kernel_size and stride must be positive, got "
                          f"{features}, {kernel_size}, {stride}")
+    if kernel_size % 2 == 0:
+        raise ValueError(f"conv: kernel_size must be odd (symmetric padding), got {kernel_size}")
+    pad = (kernel_size - 1) // 2
     return nn.Conv(features, (kernel_size, kernel_size), strides=(stride, stride),
-                   padding="SAME", dtype=dtype, param_dtype=jnp.float32, name=name)
+                   padding=((pad, pad), (pad, pad)), dtype=dtype, param_dtype=jnp.float32,
+                   name=name)
 
 
 def depth_to_space(x: jax.Array, block_size: int) -> jax.Array:
@@ -101,18 +115,24 @@ class SubPixelConv(nn.Module):
         return depth_to_space(y, self.upscale)
 
 
-def _transposed_conv_same_padding(kernel_size: int, stride: int) -> int:
-    """Zeros before the stride-dilated input in lax.conv_transpose(padding="SAME")."""
-    if stride > kernel_size - 1:
-        return kernel_size - 1
-    return -(-(kernel_size + stride - 2) // 2)  # ceil((k + s - 2) / 2)
+def transposed_conv_padding(kernel_size: int, stride: int) -> tuple[int, int]:
+    """(before, after): the zeros around the stride-dilated input that make the transposed
+    convolution the adjoint of `conv(kernel_size, stride)` with output H * stride.
+
+    That convolution reads input s*o - p + t (p = (k - 1) // 2) with tap t; its adjoint, written
+    as a cross-correlation of the dilated input with the spatially flipped kernel, needs
+    k - 1 - p zeros before it, and k + s - 2 - (k - 1 - p) after it for H * s outputs. For k = 5,
+    s = 2 this is (2, 3), PyTorch's `ConvTranspose2d(5, stride=2, padding=2, output_padding=1)`.
+    """
+    before = kernel_size - 1 - (kernel_size - 1) // 2
+    return before, kernel_size + stride - 2 - before
 
 
 def _phase_taps(kernel_size: int, stride: int) -> tuple[np.ndarray, int]:
     """Which taps of a k-tap kernel each output phase uses, along one spatial axis.
 
-    lax.conv_transpose(padding="SAME") is a cross-correlation (no kernel flip) of the input,
-    dilated by s and preceded by P = `_transposed_conv_same_padding(k, s)` zeros:
+    The transposed convolution is a cross-correlation (no kernel flip) of the input, dilated by
+    s and preceded by P = `transposed_conv_padding(k, s)[0]` zeros:
         y[o] = sum_t K[t] * x[(o + t - P) / s]     (terms with a non-integer index vanish).
     For the output phase phi = o mod s (o = q*s + phi) only the taps t = t0 + l*s with
     t0 = (P - phi) mod s contribute, and they read x[q + d + l] with d = (phi + t0 - P) / s.
@@ -124,7 +144,7 @@ def _phase_taps(kernel_size: int, stride: int) -> tuple[np.ndarray, int]:
         phi, or k (one past the kernel, read as zero) where that phase has no tap.
       pad_before: zeros before the input; T - 1 - pad_before zeros go after it.
     """
-    pad = _transposed_conv_same_padding(kernel_size, stride)
+    pad = transposed_conv_padding(kernel_size, stride)[0]
     phases = []  # (phase, first tap, number of taps, shift d)
     for phase in range(stride):
         first_tap = (pad - phase) % stride
@@ -144,7 +164,8 @@ def phase_kernel(kernel: jax.Array, stride: int) -> tuple[jax.Array, tuple[int, 
     """The stride-1 kernel whose output, after depth_to_space(stride), is the transposed conv.
 
     Args:
-      kernel: (k, k, C_in, F), the kernel of lax.conv_transpose (HWIO, as given, not flipped).
+      kernel: (k, k, C_in, F), the kernel of lax.conv_transpose (HWIO, as given, not flipped)
+        with the padding of `transposed_conv_padding`.
       stride: s >= 1.
 
     Returns:
@@ -170,13 +191,16 @@ def phase_kernel(kernel: jax.Array, stride: int) -> tuple[jax.Array, tuple[int, 
 
 
 class TransposedConv(nn.Module):
-    """Exact "SAME" transposed convolution, (B, H, W, C_in) -> (B, H*s, W*s, features).
+    """Exact transposed convolution, (B, H, W, C_in) -> (B, H*s, W*s, features):
 
-        y = lax.conv_transpose(x, kernel, strides=(s, s), padding="SAME",
+        y = lax.conv_transpose(x, kernel, strides=(s, s), padding=(pad, pad),
                                dimension_numbers=("NHWC", "HWIO", "NHWC")) + bias
 
-    with the parameter `kernel` of shape (k, k, C_in, features), as in the upsampling layers of
-    the Balle 2018 synthesis transform. It is computed as one stride-1 convolution with
+    with pad = `transposed_conv_padding(k, s)` and the parameter `kernel` of shape
+    (k, k, C_in, features), as in the upsampling layers of the Balle 2018 synthesis transform.
+    Input position i lands on output position s * i. A PyTorch `ConvTranspose2d(k, stride=s,
+    padding=k // 2, output_padding=s - 1)` weight W (C_in, F, k, k) is this layer's kernel as
+    W[:, :, ::-1, ::-1] transposed to (k, k, C_in, F) (for odd k). It is computed as one stride-1 convolution with
     `phase_kernel(kernel, s)` (3x3 with 4 * features outputs for k = 5, s = 2) followed by
     depth_to_space(s); its gradient costs about as much as its forward pass.
     """
