@@ -42,6 +42,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from jdc_jax.models import registry
 from jdc_jax import train
 from jdc_jax.codec import Codec, file_format
 from jdc_jax.codec.api import PADDING_MULTIPLE
@@ -100,7 +101,7 @@ def run_training(config, steps: int, seed: int) -> tuple[dict, object, object]:
         raise ValueError(f"batch {config.batch_size} is not divisible by the "
                          f"{mesh.devices.size} devices")
     with count_compilations() as setup:
-        model = train.model_from_config(config)
+        model = registry.model_from_config(config)
         tx = train.make_optimizer(config)
         init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
         state = train.replicate(train.create_train_state(config, model, tx, init_rng), mesh)

@@ -31,13 +31,14 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402
 
+from jdc_jax.models import registry
 from jdc_jax import train  # noqa: E402
 from jdc_jax.default_config import get_config  # noqa: E402
 
 
 def step_timing(config, devices, batch_arrays: dict, repeats: int) -> dict:
     """Compile seconds, median step seconds and the first step's loss on a mesh of `devices`."""
-    model = train.model_from_config(config)
+    model = registry.model_from_config(config)
     tx = train.make_optimizer(config)
     mesh = train.make_mesh(devices)
     replicated = NamedSharding(mesh, P())

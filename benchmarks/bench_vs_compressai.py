@@ -66,6 +66,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from bench_codec import benchmark_image
+from jdc_jax.models import registry
 from jdc_jax import train
 from jdc_jax.checkpoints import write_json_atomic
 from jdc_jax.codec import Codec
@@ -156,7 +157,7 @@ def time_ours(kind: str, fields: dict, args, parts) -> dict:
     """Our training step and/or inference pass: compile seconds and median seconds of each.
     Inference runs on the trained state's parameters when the step ran, else on fresh ones."""
     config = our_config(kind, fields, args.channels, args.train_batch, args.train_size)
-    model = train.model_from_config(config)
+    model = registry.model_from_config(config)
     timings = {}
     if "train" in parts:
         tx = train.make_optimizer(config)
@@ -199,7 +200,7 @@ def time_ours_coding(kind: str, context_model: str, image: np.ndarray, args) -> 
     decompress (first call and median seconds), and the file's bytes."""
     config = our_config(kind, {"context_model": context_model}, args.channels,
                         args.train_batch, args.train_size)
-    model = train.model_from_config(config)
+    model = registry.model_from_config(config)
     start = time.perf_counter()
     params = jax.device_get(init_params(model, jax.random.key(0), (1, 64, 64, 3)))
     init_seconds = time.perf_counter() - start

@@ -56,10 +56,15 @@ def validate_config(config) -> None:
         if config.context_model not in CONTEXT_MODELS:
             raise ConfigError(f"context_model: unknown {config.context_model!r}; expected one "
                               f"of {CONTEXT_MODELS}")
-        if config.model in ("hyperprior", "testolina", "jdc") and \
-                config.context_model == "serial":
-            raise ConfigError(f"context_model 'serial' is not available for {config.model}; "
-                              "use 'none' or 'checkerboard'")
+        if config.model in ("factorized", "scale_hyperprior") and \
+                config.context_model != "none":
+            raise ConfigError(f"context_model must be 'none' for {config.model} (it has no "
+                              f"context model), got {config.context_model!r}")
+        if not config.get("parameter_network", True) and (
+                config.model not in ("hyperprior", "testolina", "jdc")
+                or config.context_model != "none"):
+            raise ConfigError("parameter_network=False (mean and scale read off h_s) needs a "
+                              "hyperprior, testolina or jdc model with context_model 'none'")
     if config.model == "jicd":
         if config.base_channels >= config.latent_channels:
             raise ConfigError(f"base_channels ({config.base_channels}) must be smaller than "
@@ -78,6 +83,14 @@ def validate_config(config) -> None:
         raise ConfigError(f"crop_size must be a positive multiple of 64, got {config.crop_size}")
     if config.batch_size < 1 or config.num_train_steps < 1:
         raise ConfigError("batch_size and num_train_steps must be positive")
+    if config.get("lr_schedule", "constant") not in ("constant", "cosine"):
+        raise ConfigError(f"lr_schedule must be 'constant' or 'cosine', got "
+                          f"{config.lr_schedule!r}")
+    if not 0 <= config.get("warmup_steps", 0) < config.num_train_steps:
+        raise ConfigError(f"warmup_steps must be in [0, num_train_steps), got "
+                          f"{config.warmup_steps}")
+    if not 0.0 <= config.get("final_lr_fraction", 0.0) <= 1.0:
+        raise ConfigError(f"final_lr_fraction must be in [0, 1], got {config.final_lr_fraction}")
     if config.dtype not in ("float32", "bfloat16"):
         raise ConfigError(f"dtype must be 'float32' or 'bfloat16', got {config.dtype!r}")
     if not 0.0 <= config.clean_fraction <= 1.0:

@@ -71,7 +71,7 @@ class DenoiserRunner:
         import jax
 
         from jdc_jax import checkpoints
-        from jdc_jax.train import model_from_config
+        from jdc_jax.models.registry import model_from_config
 
         params, config, _ = checkpoints.restore_params(path)
         model = model_from_config(config)

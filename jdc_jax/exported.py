@@ -30,7 +30,7 @@ import jax
 import numpy as np
 
 from jdc_jax.codec import file_format, model_id
-from jdc_jax.codec.file_codec import FileCodec, LatentGroup, function_names
+from jdc_jax.codec.file_codec import CodecFunctions, FileCodec, LatentGroup, function_names
 from jdc_jax.codec.tiling import Tiling
 from jdc_jax.entropy.tables import CodingTables
 
@@ -105,9 +105,12 @@ class Codec(FileCodec):
             int(group["channels"]),
             None if group["causal_taps"] is None else np.asarray(group["causal_taps"], bool))
             for stream, group in description["groups"].items()}
-        codec = cls(functions=functions, model_kind=description["model_kind"],
+        streams = tuple(description["streams"])
+        codec = cls(functions=CodecFunctions.from_named(functions, streams,
+                                                        description["context_model"]),
+                    model_kind=description["model_kind"],
                     model_id=identifier, context_model=description["context_model"],
-                    streams=tuple(description["streams"]), groups=groups,
+                    streams=streams, groups=groups,
                     side_channels=int(description["side_channels"]),
                     side_tables=side_tables, latent_tables=latent_tables, tiling=tiling)
         codec.directory = directory

@@ -133,3 +133,10 @@ def list_images(folder: str | os.PathLike,
     if not paths:
         raise ValueError(f"no images ({', '.join(extensions)}) found in {folder}")
     return paths
+
+
+def pad_to_multiple(image: np.ndarray, multiple: int) -> np.ndarray:
+    """Edge-replicate an (H, W, C) image on the bottom/right to multiples of `multiple`."""
+    h, w = image.shape[:2]
+    ph, pw = -h % multiple, -w % multiple
+    return np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="edge")

@@ -40,41 +40,74 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jdc_jax import checkpoints
 from jdc_jax.config_validation import validate_config
-from jdc_jax.models import build_model
-from jdc_jax.models.registry import init_params
-from jdc_jax.models.losses import psnr_from_mse, rate_distortion_loss, stream_bits
+from jdc_jax.images import pad_to_multiple
+from jdc_jax.models.registry import init_params, model_from_config
+from jdc_jax.models.losses import psnr_from_mse, rate_distortion_loss, rate_lambda, stream_bits
 
-MODEL_FIELDS = {
-    "jicd": ("channels", "latent_channels", "base_channels", "context_model", "decoder_input"),
-    "hyperprior": ("channels", "latent_channels", "context_model", "decoder_input"),
-    "testolina": ("channels", "latent_channels", "context_model", "decoder_input"),
-    "jdc": ("channels", "latent_channels", "context_model", "decoder_input"),
-    "codec": ("channels", "latent_channels", "context_model", "decoder_input"),
-    "denoiser": (),
-}
+def learning_rate_schedule(config) -> optax.Schedule:
+    """The learning rate before plateau reductions, by step.
+
+    A linear warm-up from 0 over `warmup_steps`, then `lr_schedule`: "constant" keeps
+    `learning_rate`; "cosine" decays it to `learning_rate * final_lr_fraction` at
+    `num_train_steps` (Loshchilov & Hutter 2017), the usual choice for a fixed step budget.
+    """
+    peak = config.learning_rate
+    kind = config.get("lr_schedule", "constant")
+    warmup = config.get("warmup_steps", 0)
+    if kind == "constant":
+        main = optax.constant_schedule(peak)
+    elif kind == "cosine":
+        main = optax.cosine_decay_schedule(
+            peak, max(config.num_train_steps - warmup, 1), alpha=config.final_lr_fraction)
+    else:
+        raise ValueError(f"unknown lr_schedule {kind!r}; expected 'constant' or 'cosine'")
+    if not warmup:
+        return main
+    return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), main], [warmup])
 
 
-def model_from_config(config) -> Any:
-    """The Flax module a config describes (also used by the codec on a checkpoint's config)."""
-    kind = config["model"]
-    if kind not in MODEL_FIELDS:
-        raise ValueError(f"unknown model kind {kind!r}; expected one of {sorted(MODEL_FIELDS)}")
-    fields = {name: config[name] for name in MODEL_FIELDS[kind]}
-    if kind == "denoiser":
-        fields = {"depth": config["denoiser_depth"], "features": config["denoiser_features"]}
-    fields["dtype"] = jnp.dtype(config["dtype"])
-    return build_model(kind, **fields)
+def parse_module_lr_scales(spec: str) -> dict[str, float]:
+    """{top-level module: factor} from "g_s_full=0.1,h_s=0.5" ("" gives {})."""
+    scales = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, sep, value = item.partition("=")
+        try:
+            factor = float(value)
+        except ValueError:
+            factor = -1.0
+        if not sep or not name or not factor > 0:
+            raise ValueError(f"module_lr_scales: expected MODULE=FACTOR with FACTOR > 0, got "
+                             f"{item!r}")
+        scales[name] = factor
+    return scales
 
 
-def rate_lambda(config) -> float:
-    """lambda of the config's rate point (1-based), unless `lmbda` overrides it."""
-    if config.lmbda > 0:
-        return float(config.lmbda)
-    return float(config.lambdas[config.rate_point - 1])
+def with_module_update_scales(inner: optax.GradientTransformationExtraArgs,
+                              scales: dict[str, float]) -> optax.GradientTransformationExtraArgs:
+    """`inner`, with the updates of each named top-level module multiplied by its factor.
+
+    Adam's step is invariant to the scale of a gradient, so a module whose loss term is weighted
+    down (JICD's noisy-reconstruction synthesis, weight w = 0.05) still moves by about the
+    learning rate per step, on a gradient signal 1/w times weaker. Scaling its updates restores
+    the proportion the loss weights intend. The state is `inner`'s own, so checkpoints restore
+    whatever the factors."""
+    if not scales:
+        return inner
+
+    def update(updates, state, params=None, **extra_args):
+        updates, state = inner.update(updates, state, params, **extra_args)
+        unknown = sorted(set(scales) - set(updates))
+        if unknown:
+            raise ValueError(f"module_lr_scales names {', '.join(unknown)}, not modules of this "
+                             f"model ({', '.join(sorted(updates))})")
+        return {name: jax.tree_util.tree_map(lambda u, f=scales.get(name, 1.0): u * f, tree)
+                for name, tree in updates.items()}, state
+    return optax.GradientTransformationExtraArgs(inner.init, update)
 
 
 def make_optimizer(config) -> optax.GradientTransformationExtraArgs:
-    """Global-norm clipping, Adam, and a learning-rate halving when the loss plateaus.
+    """Global-norm clipping, Adam on `learning_rate_schedule`, a learning-rate halving when
+    the loss plateaus, and per-module update factors (`module_lr_scales`).
 
     With `config.skip_nonfinite_updates`, the chain is wrapped in `optax.apply_if_finite`: a
     step whose gradients hold a NaN or an infinity leaves parameters and optimizer state
@@ -84,18 +117,20 @@ def make_optimizer(config) -> optax.GradientTransformationExtraArgs:
     """
     tx = optax.chain(
         optax.clip_by_global_norm(config.grad_clip_norm),
-        optax.adam(config.learning_rate),
+        optax.adam(learning_rate_schedule(config)),
         optax.contrib.reduce_on_plateau(
             factor=config.plateau_factor, patience=config.plateau_patience,
             cooldown=config.plateau_cooldown, accumulation_size=config.plateau_accumulation_size,
             rtol=config.plateau_rtol),
     )
+    tx = with_module_update_scales(tx, parse_module_lr_scales(config.get("module_lr_scales", "")))
     if config.get("skip_nonfinite_updates", False):
         tx = optax.apply_if_finite(tx, max_consecutive_errors=MAX_CONSECUTIVE_NONFINITE)
     return tx
 
 
 MAX_CONSECUTIVE_NONFINITE = 20
+PLATEAU_STATE = 2  # position of reduce_on_plateau's state in the chain
 
 
 def _chain_state(opt_state):
@@ -135,7 +170,7 @@ def loss_fn(params, model, batch, rng, *, lmbda: float, noisy_weight: float, tar
 
 
 def train_step(state: TrainState, batch, rng, *, model, tx, lmbda: float, noisy_weight: float,
-               target: str):
+               target: str, schedule=None):
     """One optimizer step. Pure: the step's randomness is fold_in(rng, state.step)."""
     step_rng = jax.random.fold_in(rng, state.step)
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
@@ -144,7 +179,8 @@ def train_step(state: TrainState, batch, rng, *, model, tx, lmbda: float, noisy_
     updates, opt_state = tx.update(grads, state.opt_state, state.params, value=loss)
     params = optax.apply_updates(state.params, updates)
     metrics = dict(metrics, grad_norm=optax.tree.norm(grads))
-    metrics["learning_rate_scale"] = _chain_state(opt_state)[-1].scale
+    metrics["learning_rate"] = _chain_state(opt_state)[PLATEAU_STATE].scale * (
+        1.0 if schedule is None else schedule(state.step))
     if hasattr(opt_state, "total_notfinite"):
         metrics["nonfinite_updates"] = opt_state.total_notfinite.astype(jnp.float32)
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
@@ -161,7 +197,8 @@ def compile_train_step(model, tx, config, mesh: Mesh, state: TrainState):
     data = NamedSharding(mesh, P("data"))
     state_sharding = jax.tree_util.tree_map(lambda _: replicated, state)
     step = functools.partial(train_step, model=model, tx=tx, lmbda=rate_lambda(config),
-                             noisy_weight=config.noisy_weight, target=config.target)
+                             noisy_weight=config.noisy_weight, target=config.target,
+                             schedule=learning_rate_schedule(config))
     return jax.jit(step, in_shardings=(state_sharding, data, replicated),
                    out_shardings=(state_sharding, replicated), donate_argnums=(0,))
 
@@ -231,13 +268,6 @@ def load_init_params(path: str, like):
 
 
 # ----------------------------------------------------------------------------- evaluation
-
-def pad_to_multiple(image: np.ndarray, multiple: int) -> np.ndarray:
-    """Edge-replicate an (H, W, C) image on the bottom/right to multiples of `multiple`."""
-    h, w = image.shape[:2]
-    ph, pw = -h % multiple, -w % multiple
-    return np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="edge")
-
 
 def evaluate_folder(model, params, images, noise_spec: str, seed: int,
                     target: str = "clean") -> dict:
@@ -372,11 +402,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     compiled_step = compile_train_step(model, tx, config, mesh, state)
     teacher = _teacher_fn(config, mesh) if config.target == "teacher" else None
-    eval_images = []
-    if config.eval_folder and os.path.isdir(config.eval_folder):
-        eval_images = input_pipeline.create_eval_images(config.eval_folder)
-        eval_images = eval_images[:config.eval_max_images] if config.eval_max_images else \
-            eval_images
+    # (prefix, images): the held-out evaluation set, and the validation set choices are made on.
+    eval_sets = []
+    for prefix, folder in (("eval", config.eval_folder),
+                           ("val", config.get("validation_folder", ""))):
+        if folder and os.path.isdir(folder):
+            images = input_pipeline.create_eval_images(folder)
+            eval_sets.append((prefix, images[:config.eval_max_images]
+                              if config.eval_max_images else images))
 
     writer = _summary_writer(workdir) if is_chief else None
     start_step = int(jax.device_get(state.step))
@@ -384,7 +417,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     metric_sums = add_metrics = None
     nonfinite_total = 0
     window_start, window_steps, wait_time = time.perf_counter(), 0, 0.0
-    base_lr = config.learning_rate
 
     def save(step: int) -> None:
         manager.save(step, args=ocp.args.Composite(
@@ -410,7 +442,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if step % config.log_every_steps == 0 or step == config.num_train_steps:
             means = {k: float(v) / window_steps for k, v in jax.device_get(metric_sums).items()}
             elapsed = time.perf_counter() - window_start
-            means["learning_rate"] = base_lr * means.pop("learning_rate_scale")
             skipped_in_window = 0
             if "nonfinite_updates" in means:  # a running total: its window mean is not wanted
                 total = int(jax.device_get(metrics["nonfinite_updates"]))
@@ -439,15 +470,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 _write_summaries(writer, step, means)
             metric_sums, window_steps, wait_time = None, 0, 0.0
             window_start = time.perf_counter()
-        if eval_images and (step % config.eval_every_steps == 0
-                            or step == config.num_train_steps):
-            eval_metrics = evaluate_folder(model, local_copy(state.params), eval_images,
-                                           config.eval_noise or config.noise, config.seed,
-                                           config.target)
-            last_metrics.update({f"eval_{k}": v for k, v in eval_metrics.items()})
-            if is_chief:
-                print(f"eval step {step}: {_progress_line(eval_metrics)}", flush=True)
-                _write_summaries(writer, step, eval_metrics, prefix="eval")
+        if step % config.eval_every_steps == 0 or step == config.num_train_steps:
+            for prefix, images in eval_sets:
+                eval_metrics = evaluate_folder(model, local_copy(state.params), images,
+                                               config.eval_noise or config.noise, config.seed,
+                                               config.target)
+                last_metrics.update({f"{prefix}_{k}": v for k, v in eval_metrics.items()})
+                if is_chief:
+                    print(f"{prefix} step {step}: {_progress_line(eval_metrics)}", flush=True)
+                    _write_summaries(writer, step, eval_metrics, prefix=prefix)
         if step % config.checkpoint_every_steps == 0 or step == config.num_train_steps:
             save(step)
     if manager.latest_step() is None or manager.latest_step() < config.num_train_steps:
@@ -464,7 +495,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 def _progress_line(metrics: dict) -> str:
     order = ("loss", "bpp", "bpp_denoised_stream", "bpp_side", "bpp_base", "bpp_enhancement",
              "psnr_denoised", "psnr_noisy_reconstruction", "psnr_reconstruction",
-             "psnr_noisy_input", "learning_rate", "steps_per_second", "images_per_second",
+             "psnr_noisy_input", "learning_rate", "grad_norm", "steps_per_second",
+             "images_per_second", "input_wait_fraction",
              "nonfinite_updates")
     parts = [f"{k}={metrics[k]:.4g}" for k in order if k in metrics]
     return " ".join(parts)

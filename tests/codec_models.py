@@ -16,7 +16,8 @@ from jdc_jax.models import build_model
 TINY = dict(channels=16, latent_channels=16)
 TINY_FIELDS = {"jicd": dict(TINY, base_channels=12, context_model="serial"),
                "codec": dict(TINY, context_model="serial"),
-               "hyperprior": dict(TINY, context_model="none")}
+               "hyperprior": dict(TINY, context_model="none"),
+               "factorized": dict(TINY)}
 # Only the initial values matter, so the init program is compiled without optimization: about
 # three times faster on CPU.
 _FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
@@ -49,7 +50,7 @@ def tiny_model(kind: str, **fields):
     fields = {**TINY_FIELDS[kind], **fields}
     # The serial and checkerboard context layers have the same parameter shapes.
     shared = dict(fields)
-    if kind != "hyperprior" and fields["context_model"] == "checkerboard":
+    if kind not in ("hyperprior", "factorized") and fields["context_model"] == "checkerboard":
         shared["context_model"] = "serial"
     params = _initial_params(kind, tuple(sorted(shared.items())))
     return build_model(kind, **fields), jax.tree.map(np.copy, params)

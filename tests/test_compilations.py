@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from codec_models import generated_image, tiny_model
+from jdc_jax.models import registry
 from jdc_jax import train
 from jdc_jax.codec import Codec
 from jdc_jax.compilation_count import count_compilations
@@ -87,7 +88,7 @@ class TinyTraining:
         config.crop_size, config.batch_size = 64, 2
         self.config = config
         self.mesh = train.make_mesh()
-        model = train.model_from_config(config)
+        model = registry.model_from_config(config)
         tx = train.make_optimizer(config)
         init_rng, step_rng = jax.random.split(jax.random.key(0))
         self.state = train.replicate(train.create_train_state(config, model, tx, init_rng),

@@ -20,7 +20,8 @@ from jdc_jax import export, exported
 from jdc_jax.codec import Codec, file_format
 
 ROOT = Path(__file__).resolve().parents[1]
-KINDS = ("jicd", "hyperprior")  # serial context with two layers; hyperprior-only parameters
+# Serial context with two layers; hyperprior-only parameters; no side stream.
+KINDS = ("jicd", "hyperprior", "factorized")
 FORBIDDEN_MODULES = ("flax", "orbax", "tensorflow", "optax", "jdc_jax.models", "jdc_jax.train",
                      "jdc_jax.codec.api", "jdc_jax.checkpoints")
 

@@ -27,7 +27,7 @@ def make_header(**changes) -> Header:
         width=70,
         padded_height=64,
         padded_width=128,
-        padding_mode="reflect",
+        padding_mode="replicate",
         latent_shapes=(("z", (1, 2, 4)), ("base", (4, 8, 6)), ("enhancement", (4, 8, 5))),
         context_model="checkerboard",
         side_written=True,
@@ -58,7 +58,7 @@ def with_header_field(data: bytes, offset: int, fmt: str, value: int) -> bytes:
 
 
 def test_round_trip_preserves_header_chunks_and_symbol_crcs_exactly():
-    header = make_header(model_kind="testolina", padding_mode="zero", context_model="serial")
+    header = make_header(model_kind="testolina", context_model="serial")
     chunks, symbols_crcs = make_chunks(sizes=(5, 40, 17), seed=3)
     data = file_format.write_file(header, chunks, symbols_crcs)
     parsed = file_format.parse_file(data)
@@ -259,9 +259,17 @@ def test_enhancement_chunk_the_header_does_not_declare_is_refused():
 
 
 def test_invalid_enum_value_names_the_known_values():
-    with pytest.raises(InvalidHeader, match="^padding mode 'wrap' is not one of replicate, "
-                                            "reflect, zero$"):
+    with pytest.raises(InvalidHeader, match="^padding mode 'wrap' is not one of replicate$"):
         make_header(padding_mode="wrap")
+    with pytest.raises(InvalidHeader, match="^context model 'raster' is not one of none, "
+                                            "serial, checkerboard$"):
+        make_header(context_model="raster")
+
+
+def test_padding_mode_codes_no_writer_uses_are_refused():
+    data = with_header_field(make_file(), 14, "<B", 1)  # once "reflect", never written
+    with pytest.raises(InvalidHeader, match="padding mode"):
+        file_format.parse_file(data)
 
 
 def test_write_file_refuses_chunks_the_header_does_not_declare():

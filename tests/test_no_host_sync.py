@@ -16,6 +16,7 @@ import pytest
 from jax._src.array import ArrayImpl
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from jdc_jax.models import registry
 from jdc_jax import train
 from jdc_jax.default_config import apply_smoke, get_config
 
@@ -70,7 +71,7 @@ def host_batch(config):
 
 def test_compiled_steps_transfer_and_read_nothing_until_the_metrics_are_fetched(monkeypatch):
     config = tiny_denoiser_config()
-    model, tx, mesh = train.model_from_config(config), train.make_optimizer(config), \
+    model, tx, mesh = registry.model_from_config(config), train.make_optimizer(config), \
         train.make_mesh()
     replicated = NamedSharding(mesh, P())
     state = jax.device_put(train.create_train_state(config, model, tx, jax.random.key(0)),

@@ -147,7 +147,7 @@ def _padded(image):
 def test_tiled_latent_equals_the_whole_image_latent_when_the_halo_covers_the_receptive_field(
         jicd):
     untiled, _, image = jicd
-    analysis = untiled._functions["analysis"]
+    analysis = untiled._functions.analysis
     whole = tiled_analysis(analysis, _padded(image), NO_TILES.analysis_tiles(*PADDED_SIZE))
     tiled = tiled_analysis(analysis, _padded(image), SMALL_TILES.analysis_tiles(*PADDED_SIZE))
     # Bit-identical on XLA:CPU: each output position is summed in the same order in any window.

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from jdc_jax import checkpoints, train
+from jdc_jax.models import registry
 from jdc_jax.default_config import get_config
 from jdc_jax.config_validation import ConfigError, validate_config
 
@@ -121,11 +122,12 @@ MULTI_DEVICE_SCRIPT = textwrap.dedent("""
     sys.path.insert(0, sys.argv[1])
     from tests.test_train import load_config
     from jdc_jax import train
+    from jdc_jax.models import registry
     config = load_config("configs/jicd.py:smoke")
     config.channels = config.latent_channels = 8
     config.base_channels = 6
     config.batch_size, config.crop_size = 4, 64
-    model = train.model_from_config(config)
+    model = registry.model_from_config(config)
     tx = train.make_optimizer(config)
     rng = np.random.default_rng(0)
     clean = rng.integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
@@ -233,3 +235,63 @@ def test_skipping_nonfinite_updates_leaves_parameters_and_state_unchanged():
     np.testing.assert_array_equal(np.asarray(skipped_state.inner_state[1][0].mu["w"]),
                                   np.asarray(state.inner_state[1][0].mu["w"]))
     assert float(np.abs(np.asarray(finite_updates["w"])).min()) > 0
+
+
+def test_cosine_schedule_warms_up_linearly_then_decays_to_the_final_fraction():
+    config = load_config("configs/jicd.py:campaign_sigma25")
+    config.learning_rate, config.warmup_steps, config.num_train_steps = 1e-3, 100, 1100
+    schedule = train.learning_rate_schedule(config)
+    assert float(schedule(0)) == 0.0
+    np.testing.assert_allclose(float(schedule(50)), 5e-4, rtol=1e-6)
+    np.testing.assert_allclose(float(schedule(100)), 1e-3, rtol=1e-6)
+    np.testing.assert_allclose(float(schedule(600)), 1e-3 * (0.01 + 0.99 * 0.5), rtol=1e-5)
+    np.testing.assert_allclose(float(schedule(1100)), 1e-5, rtol=1e-5)
+
+
+def test_module_lr_scales_multiply_that_modules_updates_only():
+    config = load_config("configs/jicd.py:smoke")
+    params = {"g_s_full": {"w": jnp.ones(3)}, "g_a": {"w": jnp.ones(3)}}
+    grads = {"g_s_full": {"w": jnp.array([1.0, -2.0, 3.0])},
+             "g_a": {"w": jnp.array([0.5, 0.5, -1.0])}}
+
+    def first_update(spec):
+        config.module_lr_scales = spec
+        tx = train.make_optimizer(config)
+        updates, _ = tx.update(grads, tx.init(params), params, value=jnp.float32(1.0))
+        return updates
+
+    plain, scaled = first_update(""), first_update("g_s_full=0.1")
+    np.testing.assert_allclose(scaled["g_s_full"]["w"], 0.1 * plain["g_s_full"]["w"], rtol=1e-6)
+    np.testing.assert_array_equal(scaled["g_a"]["w"], plain["g_a"]["w"])
+    # The optimizer state is the same tree, so checkpoints restore whatever the factors.
+    config.module_lr_scales = "g_s_full=0.1"
+    with_scales = jax.tree_util.tree_structure(train.make_optimizer(config).init(params))
+    config.module_lr_scales = ""
+    assert with_scales == jax.tree_util.tree_structure(train.make_optimizer(config).init(params))
+
+
+@pytest.mark.parametrize("spec, message", [("g_s_full", "expected MODULE=FACTOR"),
+                                           ("g_s_full=-1", "expected MODULE=FACTOR"),
+                                           ("g_s_full=fast", "expected MODULE=FACTOR")])
+def test_module_lr_scales_refuse_malformed_specs(spec, message):
+    with pytest.raises(ValueError, match=message):
+        train.parse_module_lr_scales(spec)
+
+
+def test_module_lr_scales_refuse_a_module_the_model_lacks():
+    config = load_config("configs/jicd.py:smoke")
+    config.module_lr_scales = "g_s_ful=0.1"
+    tx = train.make_optimizer(config)
+    params = {"g_s_full": {"w": jnp.ones(2)}}
+    with pytest.raises(ValueError, match="names g_s_ful, not modules of this model"):
+        tx.update(params, tx.init(params), params, value=jnp.float32(1.0))
+
+
+def test_validation_folder_is_evaluated_beside_the_eval_folder(tmp_path):
+    config = tiny(load_config("configs/jicd.py:smoke"), tmp_path, num_train_steps=1,
+                  eval_every_steps=1,
+                  validation_folder=str(write_images(tmp_path / "val", [(64, 80)], seed=3)))
+    metrics = train.train_and_evaluate(config, str(tmp_path / "work"))
+    assert 0.0 < metrics["val_psnr_noisy_input"] < 40.0
+    assert metrics["val_psnr_noisy_input"] != metrics["eval_psnr_noisy_input"]
+    assert metrics["val_bpp"] > 0.0

@@ -33,6 +33,8 @@ from jdc_jax import checkpoints
 from jdc_jax.codec import file_format, model_id
 from jdc_jax.codec.file_codec import (
     PADDING_MULTIPLE,
+    STREAM_LAYOUTS,
+    CodecFunctions,
     Decoding,
     Encoding,
     FileCodec,
@@ -44,7 +46,8 @@ from jdc_jax.codec.model_functions import describe_model, model_functions, scope
 from jdc_jax.codec.tiling import Tiling
 from jdc_jax.entropy import latent_coding
 from jdc_jax.entropy.tables import CodingTables
-from jdc_jax.train import model_from_config, pad_to_multiple
+from jdc_jax.images import pad_to_multiple
+from jdc_jax.models.registry import FIELDS_ADDED_LATER, model_from_config
 
 # The coding core's names are this module's too (`jdc_jax.codec.api.SymbolsMismatch`, ...).
 __all__ = ["Codec", "Decoding", "Encoding", "PADDING_MULTIPLE", "SymbolsMismatch",
@@ -52,6 +55,7 @@ __all__ = ["Codec", "Decoding", "Encoding", "PADDING_MULTIPLE", "SymbolsMismatch
            "load_or_build_tables", "model_identifier", "named_parameters", "pad_to_multiple",
            "parameters_digest", "to_uint8"]
 TABLES_DIRECTORY = "coding_tables"
+_ABSENT = object()
 
 
 class Codec(FileCodec):
@@ -72,9 +76,9 @@ class Codec(FileCodec):
                  latent_tables: CodingTables | None = None, model_kind: str | None = None,
                  config: dict | None = None, tiling: Tiling = Tiling()):
         streams = getattr(model, "streams", None)
-        if streams not in (("side", "base"), ("side", "base", "enhancement")):
-            raise ValueError(f"{type(model).__name__} is not a codec model (it has no side and "
-                             f"base streams)")
+        if streams not in STREAM_LAYOUTS:
+            raise ValueError(f"{type(model).__name__} is not a codec model (its streams are "
+                             f"{streams}, not one of {STREAM_LAYOUTS})")
         kind = model_kind or model.kind
         if kind not in file_format.MODEL_KINDS:
             raise ValueError(f"model kind {kind!r} cannot be written to a .jdc file; expected "
@@ -85,11 +89,13 @@ class Codec(FileCodec):
         side_tables = build_side_tables(model, params) if side_tables is None else side_tables
         latent_tables = _latent_tables() if latent_tables is None else latent_tables
         description = describe_model(model, self.params)
-        functions = {name: functools.partial(_jitted(function.function),
-                                             scope_weights(self.params, function.scope))
-                     for name, function in model_functions(model, self.params).items()}
+        named = {name: functools.partial(_jitted(function.function),
+                                         scope_weights(self.params, function.scope))
+                 for name, function in model_functions(model, self.params).items()}
         super().__init__(
-            functions=functions, model_kind=kind,
+            functions=CodecFunctions.from_named(named, description.streams,
+                                                description.context_model),
+            model_kind=kind,
             model_id=model_identifier(model, kind, params, side_tables, latent_tables),
             context_model=description.context_model, streams=description.streams,
             groups=description.groups, side_channels=description.side_channels,
@@ -125,8 +131,9 @@ def _latent_tables() -> CodingTables:
 # --------------------------------------------------------------------------- tables, identity
 
 def build_side_tables(model, params) -> CodingTables:
-    """The side latent's coding tables, from the model's factorized prior parameters."""
-    return model.apply({"params": params}, method=lambda m: m.side_prior.build_tables())
+    """The coding tables of the model's factorized prior: of the side latent z, or of y for the
+    factorized-prior model (`factorized_prior`)."""
+    return model.apply({"params": params}, method=lambda m: m.factorized_prior().build_tables())
 
 
 def parameters_digest(params) -> str:
@@ -143,12 +150,19 @@ def named_parameters(params) -> list[tuple[str, np.ndarray]]:
 
 def architecture(model, model_kind: str) -> str:
     """The JSON of the model kind and the module's architecture fields, as hashed in the model
-    identifier."""
+    identifier. A field added later (`registry.FIELDS_ADDED_LATER`) at its default is left out,
+    so models of before it existed keep their identifier."""
     fields = {field.name: getattr(model, field.name) for field in dataclasses.fields(model)
-              if field.name not in ("parent", "name")}
-    return json.dumps({"kind": model_kind, **{
-        name: value if isinstance(value, (bool, int, float, str)) else str(jnp.dtype(value))
-        for name, value in fields.items()}}, sort_keys=True)
+              if field.name not in ("parent", "name")
+              and FIELDS_ADDED_LATER.get(field.name, _ABSENT) != getattr(model, field.name)}
+
+    def as_json(value):
+        if isinstance(value, (bool, int, float, str)):
+            return value
+        return list(value) if isinstance(value, tuple) else str(jnp.dtype(value))
+    return json.dumps({"kind": model_kind, **{name: as_json(value)
+                                              for name, value in fields.items()}},
+                      sort_keys=True)
 
 
 def model_identifier(model, model_kind: str, params, side_tables: CodingTables,

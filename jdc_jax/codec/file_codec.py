@@ -1,17 +1,21 @@
 """`FileCodec`: 8-bit RGB images to scalable ``.jdc`` files and back, given a codec's compiled
-pieces as plain callables.
+pieces as plain callables (`CodecFunctions`).
 
 Encoding (the decoder mirrors it from the decoded symbols):
 
-    image uint8 (H, W, 3) -> edge-replicate bottom/right to multiples of 64 -> x = image / 255
+    image uint8 (H, W, 3) -> edge-replicate bottom/right to multiples of 64 (16 without a
+             side stream) -> x = image / 255
     y = g_a(x);  z = h_a(y)                 (g_a on tiles of x for large images, `tiling`)
     side:        symbol = round(z - median_c), z_hat = symbol + median_c   (one table per channel)
     psi = h_s(z_hat)
     base:        the base latent (all of y for single-layer models), in the order of its context
-                 model (`context_decoding`): none, checkerboard or serial
+                 model (`group_coding`): none, checkerboard or serial
     enhancement: JICD only; its entropy parameters also see the decoded base latent
     output = synthesis(decoded latents) cropped to (H, W), rounded and clipped to uint8
              (the synthesis on tiles of the latents for large images)
+
+The factorized-prior model (Balle et al. 2018) has no side stream: its base chunk codes y itself
+with one table per channel, as the side stream codes z (symbol = round(y - median_c)).
 
 The side and base chunks alone decode the denoised image (JICD, Ranjbar Alvar et al. 2022), so a
 file cut after its base chunk (`file_format.truncate_to_base`) decodes it identically.
@@ -28,14 +32,15 @@ chunk stores the CRC-32 of its symbols (int32 little-endian, coding order); a de
 floats differ from the encoder's (another platform) finds a different CRC and raises
 `SymbolsMismatch` instead of returning a wrong image.
 
-The pieces. This module knows no model class: it calls functions by the names below, each
-taking and returning batched float32 arrays (batch 1), the weights already bound. The native
-codec (`api.Codec`) binds jitted model functions (`model_functions`), the exported package
-(`jdc_jax.exported`) the same functions deserialized with `jax.export`; both run this one
+The pieces. This module knows no model class: it runs the callables of a `CodecFunctions`
+record, each taking and returning batched float32 arrays (batch 1), the weights already bound.
+The native codec (`api.Codec`) binds jitted model functions (`model_functions`), the exported
+package (`jdc_jax.exported`) the same functions deserialized with `jax.export`; both build the
+record from the functions' names (`CodecFunctions.from_named`, names below) and run this one
 coding loop, so their files are byte-identical wherever their floats are.
 
     analysis(x (1, H, W, 3))               -> y (1, H/16, W/16, M)
-    hyper_analysis(y)                      -> z (1, H/64, W/64, N)
+    hyper_analysis(y)                      -> z (1, H/64, W/64, N)     (models with a side stream)
     hyper_synthesis(z_hat)                 -> psi (1, H/16, W/16, P)
     synthesize_denoised(base)              -> (1, H, W, 3)   JICD; and
     synthesize_noisy(base, enhancement)    -> (1, H, W, 3)   JICD; or
@@ -63,17 +68,25 @@ from typing import Callable, Mapping
 import jax
 import numpy as np
 
-from jdc_jax.codec import context_decoding, file_format
+from jdc_jax.codec import file_format, group_coding
 from jdc_jax.codec.file_info import file_info
 from jdc_jax.codec.tiling import LATENT_STRIDE, Tiling, tiled_analysis, tiled_synthesis
 from jdc_jax.entropy import range_coder
 from jdc_jax.entropy.tables import CodingTables
+from jdc_jax.images import pad_to_multiple
 
 # g_a downsamples by LATENT_STRIDE = 16 and h_a by 4 more: z is the image / 64.
 PADDING_MULTIPLE = 64
 SIDE_STRIDE = 64
 SCALABLE_STREAMS = ("side", "base", "enhancement")
 SINGLE_LAYER_STREAMS = ("side", "base")
+FACTORIZED_STREAMS = ("base",)
+STREAM_LAYOUTS = (SCALABLE_STREAMS, SINGLE_LAYER_STREAMS, FACTORIZED_STREAMS)
+
+
+def group_streams(streams: tuple[str, ...]) -> tuple[str, ...]:
+    """The Gaussian-modelled latent groups among `streams` (none without a side stream)."""
+    return tuple(stream for stream in streams if stream != "side") if "side" in streams else ()
 
 
 def group_function_names(stream: str, context_model: str) -> tuple[str, ...]:
@@ -87,9 +100,67 @@ def function_names(streams: tuple[str, ...], context_model: str) -> tuple[str, .
     """Every function a codec with these streams and context model runs."""
     synthesis = (("synthesize_denoised", "synthesize_noisy") if "enhancement" in streams
                  else ("synthesize",))
-    groups = tuple(name for stream in streams[1:]
+    hyper = ("hyper_analysis", "hyper_synthesis") if "side" in streams else ()
+    groups = tuple(name for stream in group_streams(streams)
                    for name in group_function_names(stream, context_model))
-    return ("analysis", "hyper_analysis", "hyper_synthesis", *synthesis, *groups)
+    return ("analysis", *hyper, *synthesis, *groups)
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupFunctions:
+    """The entropy-parameter functions of one Gaussian-modelled latent group: `parameters` for
+    the "none" and "checkerboard" context models, `context_matrix` and `parameters_at` for
+    "serial" (signatures in the module docstring)."""
+
+    parameters: Callable | None = None
+    context_matrix: Callable | None = None
+    parameters_at: Callable | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class CodecFunctions:
+    """Every function one codec runs (module docstring), weights bound.
+
+    Attributes:
+      analysis: g_a.
+      synthesis: output name -> synthesis: "denoised" and "noisy" for JICD, "reconstruction"
+        for single-layer models.
+      hyper_analysis, hyper_synthesis: h_a and h_s; None for a model without a side stream.
+      groups: stream -> `GroupFunctions` of each Gaussian-modelled latent group.
+    """
+
+    analysis: Callable
+    synthesis: Mapping[str, Callable]
+    hyper_analysis: Callable | None = None
+    hyper_synthesis: Callable | None = None
+    groups: Mapping[str, GroupFunctions] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_named(cls, named: Mapping[str, Callable], streams: tuple[str, ...],
+                   context_model: str) -> "CodecFunctions":
+        """The record of functions given by name (`function_names`); raises ValueError naming
+        every function a codec of these streams and context model needs and `named` lacks."""
+        missing = [name for name in function_names(tuple(streams), context_model)
+                   if name not in named]
+        if missing:
+            raise ValueError(f"missing codec functions: {', '.join(missing)}")
+        if "enhancement" in streams:
+            synthesis = {"denoised": named["synthesize_denoised"],
+                         "noisy": named["synthesize_noisy"]}
+        else:
+            synthesis = {"reconstruction": named["synthesize"]}
+        groups = {}
+        for stream in group_streams(tuple(streams)):
+            if context_model == "serial":
+                groups[stream] = GroupFunctions(
+                    context_matrix=named[f"{stream}_context_matrix"],
+                    parameters_at=named[f"{stream}_parameters_at"])
+            else:
+                groups[stream] = GroupFunctions(parameters=named[f"{stream}_parameters"])
+        return cls(analysis=named["analysis"], synthesis=synthesis,
+                   hyper_analysis=named.get("hyper_analysis") if "side" in streams else None,
+                   hyper_synthesis=named.get("hyper_synthesis") if "side" in streams else None,
+                   groups=groups)
 
 
 class SymbolsMismatch(file_format.CorruptChunk):
@@ -149,26 +220,28 @@ class FileCodec:
     """Compresses uint8 RGB images with one codec's compiled pieces and decodes its files.
 
     Args:
-      functions: name -> callable, the pieces of the module docstring (weights bound).
+      functions: the `CodecFunctions` of the model (weights bound).
       model_kind: the name written in file headers (`file_format.MODEL_KINDS`).
       model_id: the 32-byte model identifier written in file headers and checked on decoding.
       context_model: "none", "serial" or "checkerboard".
-      streams: ("side", "base") or ("side", "base", "enhancement").
-      groups: stream -> `LatentGroup`, for "base" (and "enhancement").
-      side_channels: N, the channels of z.
-      side_tables, latent_tables: the coding tables.
+      streams: ("side", "base"), ("side", "base", "enhancement") or ("base",) (factorized prior).
+      groups: stream -> `LatentGroup`, for each Gaussian-modelled group ("base", and
+        "enhancement"); empty without a side stream.
+      side_channels: N, the channels of z (of y for the factorized prior, which the side tables
+        then code).
+      side_tables: the factorized prior's tables (z, or y without a side stream);
+      latent_tables: the Gaussian conditional's tables.
       tiling: when the analysis and synthesis run on tiles (`tiling.Tiling`); kept as the
         attribute `tiling`, which may be replaced between calls (no file depends on it).
     """
 
-    def __init__(self, *, functions: Mapping[str, Callable], model_kind: str, model_id: bytes,
+    def __init__(self, *, functions: CodecFunctions, model_kind: str, model_id: bytes,
                  context_model: str, streams: tuple[str, ...],
                  groups: Mapping[str, LatentGroup], side_channels: int,
                  side_tables: CodingTables, latent_tables: CodingTables,
                  tiling: Tiling = Tiling()):
-        if tuple(streams) not in (SINGLE_LAYER_STREAMS, SCALABLE_STREAMS):
-            raise ValueError(f"streams must be {SINGLE_LAYER_STREAMS} or {SCALABLE_STREAMS}, "
-                             f"got {streams}")
+        if tuple(streams) not in STREAM_LAYOUTS:
+            raise ValueError(f"streams must be one of {STREAM_LAYOUTS}, got {streams}")
         if model_kind not in file_format.MODEL_KINDS:
             raise ValueError(f"model kind {model_kind!r} cannot be written to a .jdc file; "
                              f"expected one of {file_format.MODEL_KINDS}")
@@ -180,14 +253,15 @@ class FileCodec:
         if not isinstance(tiling, Tiling):
             raise ValueError(f"tiling must be a jdc_jax.codec.tiling.Tiling, got "
                              f"{type(tiling).__name__}")
+        if not isinstance(functions, CodecFunctions):
+            raise ValueError(f"functions must be a CodecFunctions record, got "
+                             f"{type(functions).__name__}")
         self.streams = tuple(streams)
-        missing = [name for name in function_names(self.streams, context_model)
-                   if name not in functions]
-        if missing:
-            raise ValueError(f"missing codec functions: {', '.join(missing)}")
-        if set(groups) != set(self.streams[1:]):
-            raise ValueError(f"latent groups {sorted(groups)} do not match the streams "
-                             f"{self.streams[1:]}")
+        if set(groups) != set(group_streams(self.streams)) \
+                or set(functions.groups) != set(groups):
+            raise ValueError(f"latent groups {sorted(groups)} (functions for "
+                             f"{sorted(functions.groups)}) do not match the streams "
+                             f"{self.streams}")
         self.model_kind = model_kind
         self.model_id = bytes(model_id)
         self.context_model = context_model
@@ -198,17 +272,16 @@ class FileCodec:
         self.groups = dict(groups)
         self.outputs = (("denoised", "noisy") if self.scalable
                         else ("denoised", "reconstruction"))
+        self.padding_multiple = PADDING_MULTIPLE if self.has_side else LATENT_STRIDE
         self._medians = np.asarray(side_tables.medians, np.float32)
-        self._functions = dict(functions)
+        self._functions = functions
         if self.scalable:
-            self._synthesis = {"denoised": functions["synthesize_denoised"],
-                               "noisy": functions["synthesize_noisy"]}
+            self._synthesis = dict(functions.synthesis)
         else:
-            self._synthesis = {"denoised": functions["synthesize"],
-                               "reconstruction": functions["synthesize"]}
+            reconstruction = functions.synthesis["reconstruction"]
+            self._synthesis = {"denoised": reconstruction, "reconstruction": reconstruction}
         self._position_parameters = {stream: self._serial_step(stream)
-                                     for stream in self.streams[1:]
-                                     if context_model == "serial"}
+                                     for stream in self.groups if context_model == "serial"}
 
     @property
     def scalable(self) -> bool:
@@ -216,8 +289,15 @@ class FileCodec:
         return "enhancement" in self.streams
 
     @property
+    def has_side(self) -> bool:
+        """Whether the model codes a side latent z (all but the factorized-prior model)."""
+        return "side" in self.streams
+
+    @property
     def latent_channels(self) -> int:
         """M, the channels of y (all groups)."""
+        if not self.has_side:
+            return self.side_channels
         return sum(group.channels for group in self.groups.values())
 
     # ----------------------------------------------------------------------- public API
@@ -256,33 +336,40 @@ class FileCodec:
             raise ValueError(f"layers must be 'full' or 'base', got {layers!r}")
         image = as_rgb_image(image)
         height, width = image.shape[:2]
-        padded = np.pad(image, ((0, -height % PADDING_MULTIPLE), (0, -width % PADDING_MULTIPLE),
-                                (0, 0)), mode="edge")
-        y = tiled_analysis(self._functions["analysis"], padded,
+        padded = pad_to_multiple(image, self.padding_multiple)
+        y = tiled_analysis(self._functions.analysis, padded,
                            self.tiling.analysis_tiles(*padded.shape[:2]))
-        z = np.asarray(self._functions["hyper_analysis"](y[None]))[0]
-        side_symbols = np.round(z - self._medians).astype(np.int32)
-        symbols = {"side": side_symbols.reshape(-1)}
-        payloads = {"side": _encode_side_symbols(side_symbols, self.side_tables)}
-        crcs = {"side": _crc32(side_symbols)}
-        z_hat = side_symbols.astype(np.float32) + self._medians
-        latents = {"side": z_hat}
-        psi = self._psi(z_hat)
-        streams = self.streams if layers == "full" else ("side", "base")
-        y_groups = self._split(y)
-        for stream in streams[1:]:
-            coder = context_decoding.LatentEncoder(
-                y_groups[stream], self.latent_tables, round_around_mean=self._round_around_mean)
-            latents[stream] = self._code_group(stream, coder, psi, latents.get("base"))
-            payloads[stream], symbols[stream] = coder.finish(), coder.symbols
-            crcs[stream] = coder.symbols_crc
+        symbols, payloads, crcs, latents = {}, {}, {}, {}
+        if not self.has_side:  # the factorized prior codes y like a side latent
+            stream_symbols = np.round(y - self._medians).astype(np.int32)
+            symbols["base"] = stream_symbols.reshape(-1)
+            payloads["base"] = _encode_factorized_symbols(stream_symbols, self.side_tables)
+            crcs["base"] = _crc32(stream_symbols)
+            latents["base"] = stream_symbols.astype(np.float32) + self._medians
+        else:
+            z = np.asarray(self._functions.hyper_analysis(y[None]))[0]
+            side_symbols = np.round(z - self._medians).astype(np.int32)
+            symbols["side"] = side_symbols.reshape(-1)
+            payloads["side"] = _encode_factorized_symbols(side_symbols, self.side_tables)
+            crcs["side"] = _crc32(side_symbols)
+            latents["side"] = side_symbols.astype(np.float32) + self._medians
+            psi = self._psi(latents["side"])
+            streams = self.streams if layers == "full" else ("side", "base")
+            y_groups = self._split(y)
+            for stream in streams[1:]:
+                coder = group_coding.LatentEncoder(
+                    y_groups[stream], self.latent_tables,
+                    round_around_mean=self._round_around_mean)
+                latents[stream] = self._code_group(stream, coder, psi, latents.get("base"))
+                payloads[stream], symbols[stream] = coder.finish(), coder.symbols
+                crcs[stream] = coder.symbols_crc
         header = file_format.Header(
             model_kind=self.model_kind, model_id=self.model_id, height=height, width=width,
             padded_height=padded.shape[0], padded_width=padded.shape[1],
             padding_mode="replicate",
             latent_shapes=self.latent_shapes(padded.shape[0], padded.shape[1]),
-            context_model=self.context_model, side_written=True,
-            enhancement_written="enhancement" in streams)
+            context_model=self.context_model, side_written=self.has_side,
+            enhancement_written="enhancement" in payloads)
         data = file_format.write_file(header, payloads, crcs)
         return Encoding(data, symbols, latents)
 
@@ -306,17 +393,22 @@ class FileCodec:
                    else "it was written with layers='base'")
             raise ValueError(f"this file has no enhancement layer ({why}): it decodes only "
                              f"the denoised output")
-        side_shape = dict(header.latent_shapes)["z"]
+        shapes = dict(header.latent_shapes)
         symbols, latents = {}, {}
-        symbols["side"], latents["side"] = self._decode_chunk(
-            "side", parsed, lambda payload: self._decode_side(payload, side_shape))
-        psi = self._psi(latents["side"])
-        # The enhancement chunk is read only for the noisy output.
-        streams = ("base", "enhancement") if needs_enhancement else ("base",)
-        for stream in streams:
-            symbols[stream], latents[stream] = self._decode_chunk(
-                stream, parsed, lambda payload: self._decode_group(
-                    stream, payload, psi, latents.get("base")))
+        if not self.has_side:
+            symbols["base"], latents["base"] = self._decode_chunk(
+                "base", parsed, lambda payload: self._decode_factorized(payload, shapes["y"]))
+            streams = ("base",)
+        else:
+            symbols["side"], latents["side"] = self._decode_chunk(
+                "side", parsed, lambda payload: self._decode_factorized(payload, shapes["z"]))
+            psi = self._psi(latents["side"])
+            # The enhancement chunk is read only for the noisy output.
+            streams = ("base", "enhancement") if needs_enhancement else ("base",)
+            for stream in streams:
+                symbols[stream], latents[stream] = self._decode_chunk(
+                    stream, parsed, lambda payload: self._decode_group(
+                        stream, payload, psi, latents.get("base")))
         image = tiled_synthesis(self._synthesis[output], [latents[s] for s in streams],
                                 self.tiling.synthesis_tiles(header.padded_height,
                                                             header.padded_width))
@@ -324,8 +416,10 @@ class FileCodec:
         return Decoding(image, output, symbols, latents)
 
     def latent_shapes(self, padded_height: int, padded_width: int) -> tuple:
-        """The header's latent list for a padded image size (multiples of 64)."""
+        """The header's latent list for a padded image size (multiples of `padding_multiple`)."""
         height, width = padded_height // LATENT_STRIDE, padded_width // LATENT_STRIDE
+        if not self.has_side:
+            return (("y", (height, width, self.latent_channels)),)
         shapes = [("z", (padded_height // SIDE_STRIDE, padded_width // SIDE_STRIDE,
                          self.side_channels))]
         if self.scalable:
@@ -345,8 +439,9 @@ class FileCodec:
     def _serial_step(self, stream: str):
         """(psi_at, taps, extra_at) -> (2, C) numpy: the group's per-position parameters, with
         its context kernel restricted to the causal taps once here."""
-        matrix, bias = self._functions[f"{stream}_context_matrix"]()
-        step = self._functions[f"{stream}_parameters_at"]
+        functions = self._functions.groups[stream]
+        matrix, bias = functions.context_matrix()
+        step = functions.parameters_at
 
         def position_parameters(psi_at, taps, extra_at):
             extra = () if extra_at is None else (extra_at,)
@@ -355,7 +450,7 @@ class FileCodec:
 
     def _group_parameters(self, stream: str):
         """(psi, y_hat, extra) -> (mean, scale) (h, w, C) numpy: the parallel form."""
-        parameters = self._functions.get(f"{stream}_parameters")
+        parameters = self._functions.groups[stream].parameters
 
         def group_parameters(psi, y_hat, extra):
             arguments = [a[None] for a in (psi, y_hat, extra) if a is not None]
@@ -364,7 +459,7 @@ class FileCodec:
         return group_parameters
 
     def _psi(self, z_hat: np.ndarray) -> np.ndarray:
-        return np.asarray(self._functions["hyper_synthesis"](z_hat[None]))[0]
+        return np.asarray(self._functions.hyper_synthesis(z_hat[None]))[0]
 
     def _split(self, y: np.ndarray) -> dict[str, np.ndarray]:
         if self.scalable:
@@ -374,20 +469,20 @@ class FileCodec:
 
     def _code_group(self, stream, coder, psi, base_latent):
         group = self.groups[stream]
-        return context_decoding.code_group(
+        return group_coding.code_group(
             coder, context_model=self.context_model, channels=group.channels, psi=psi,
             extra=base_latent if stream == "enhancement" else None,
             group_parameters=self._group_parameters(stream),
             position_parameters=self._position_parameters.get(stream),
             causal_taps=group.causal_taps)
 
-    def _decode_side(self, payload: bytes, shape) -> tuple[np.ndarray, np.ndarray]:
-        symbols = _decode_side_symbols(payload, shape, self.side_tables)
+    def _decode_factorized(self, payload: bytes, shape) -> tuple[np.ndarray, np.ndarray]:
+        symbols = _decode_factorized_symbols(payload, shape, self.side_tables)
         return symbols.reshape(-1), symbols.astype(np.float32) + self._medians
 
     def _decode_group(self, stream, payload, psi, base_latent) -> tuple[np.ndarray, np.ndarray]:
-        coder = context_decoding.LatentDecoder(payload, self.latent_tables,
-                                               round_around_mean=self._round_around_mean)
+        coder = group_coding.LatentDecoder(payload, self.latent_tables,
+                                           round_around_mean=self._round_around_mean)
         latent = self._code_group(stream, coder, psi, base_latent)
         return coder.symbols, latent
 
@@ -412,7 +507,8 @@ class FileCodec:
     def _check_header(self, header: file_format.Header) -> None:
         """Refuses a header this model did not write (reachable only by a forged file, as the
         model identifier already matched)."""
-        expected_padding = tuple(-(-size // PADDING_MULTIPLE) * PADDING_MULTIPLE
+        multiple = self.padding_multiple
+        expected_padding = tuple(-(-size // multiple) * multiple
                                  for size in (header.height, header.width))
         problems = []
         if header.model_kind != self.model_kind:
@@ -421,7 +517,7 @@ class FileCodec:
         if header.context_model != self.context_model:
             problems.append(f"context model {header.context_model!r}, this model's is "
                             f"{self.context_model!r}")
-        if header.padding_mode != "replicate" or not header.side_written:
+        if header.padding_mode != "replicate" or header.side_written != self.has_side:
             problems.append("padding or side layer this codec never writes")
         if (header.padded_height, header.padded_width) != expected_padding:
             problems.append(f"padded size {header.padded_height}x{header.padded_width}, not "
@@ -434,21 +530,22 @@ class FileCodec:
                                             f"{'; '.join(problems)}")
 
 
-def _side_indexes(shape) -> np.ndarray:
-    """Table indexes of the side symbols (h, w, N): channel c uses table c."""
+def _factorized_indexes(shape) -> np.ndarray:
+    """Table indexes of a factorized-prior latent (h, w, C): channel c uses table c."""
     return np.broadcast_to(np.arange(shape[-1], dtype=np.int32), shape).reshape(-1)
 
 
-def _encode_side_symbols(symbols: np.ndarray, tables: CodingTables) -> bytes:
-    """Range-codes the side symbols (h, w, N) int32 as one chunk."""
+def _encode_factorized_symbols(symbols: np.ndarray, tables: CodingTables) -> bytes:
+    """Range-codes a factorized-prior latent's symbols (h, w, C) int32 as one chunk."""
     encoder = range_coder.Encoder(tables)
-    encoder.encode(symbols.reshape(-1), _side_indexes(symbols.shape))
+    encoder.encode(symbols.reshape(-1), _factorized_indexes(symbols.shape))
     return encoder.finish()
 
 
-def _decode_side_symbols(payload: bytes, shape, tables: CodingTables) -> np.ndarray:
-    """Inverse of `_encode_side_symbols`: the side symbols (h, w, N) int32."""
-    return range_coder.Decoder(payload, tables).decode(_side_indexes(shape)).reshape(shape)
+def _decode_factorized_symbols(payload: bytes, shape, tables: CodingTables) -> np.ndarray:
+    """Inverse of `_encode_factorized_symbols`: the symbols (h, w, C) int32."""
+    return range_coder.Decoder(payload, tables).decode(
+        _factorized_indexes(shape)).reshape(shape)
 
 
 def _crc32(symbols: np.ndarray) -> int:

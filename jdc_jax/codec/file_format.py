@@ -14,69 +14,12 @@ This module only frames bytes: the caller supplies the payloads, the model ident
 of the exact coding tables and weights) and a CRC-32 of the symbols each chunk decodes to; the
 format stores, checks and returns them. It imports no numerical library.
 
-Byte layout (all integers little-endian, no alignment padding)
-----------------------------------------------------------------
-
-Header, fixed part (65 bytes):
-
-    offset  size  type      field
-    0       8     bytes     magic b"\\x89JDC\\r\\n\\x1a\\n" (non-ASCII first byte and CR LF /
-                            Ctrl-Z catch 7-bit and text-mode transfers, as in PNG)
-    8       2     uint16    format version, 1
-    10      2     uint16    header size in bytes, variable part and header CRC included
-    12      1     uint8     model kind: index into MODEL_KINDS
-    13      1     uint8     context model: index into CONTEXT_MODELS
-    14      1     uint8     padding mode: index into PADDING_MODES
-    15      1     uint8     layers written: bit 0 side, bit 1 base (always set),
-                            bit 2 enhancement; other bits zero
-    16      32    bytes     model identifier (sha256 digest)
-    48      4     uint32    image height, pixels (>= 1)
-    52      4     uint32    image width, pixels (>= 1)
-    56      4     uint32    padded height, pixels
-    60      4     uint32    padded width, pixels
-    64      1     uint8     number of latents L (1 .. MAX_LATENTS)
-
-Header, variable part, then its CRC:
-
-    65      L entries, each:
-              1     uint8     name length n (1 .. MAX_LATENT_NAME_BYTES)
-              n     ASCII     name, an identifier such as "z", "base", "enhancement"
-              4     uint32    latent height
-              4     uint32    latent width
-              4     uint32    latent channels
-    S - 4   4     uint32    CRC-32 (zlib.crc32) of header bytes [0, S - 4), S = header size
-
-Each chunk (20 bytes of framing around the payload):
-
-    +0      4     bytes     tag: b"SIDE", b"BASE" or b"ENHA"
-    +4      4     uint32    payload length P
-    +8      4     uint32    symbols CRC: CRC-32 of the decoded symbols, stored for the caller
-    +12     4     uint32    framing CRC: CRC-32 of bytes [+0, +12)
-    +16     P     bytes     payload (entropy-coded stream)
-    +16+P   4     uint32    payload CRC: CRC-32 of the payload
-
-Which chunks a file holds is read from the chunks themselves, not from the header flags: the
-parser walks the chunks in the order side, base, enhancement, skipping the side chunk when the
-header says none was written. A file may end exactly after the base chunk although the header
-says an enhancement chunk was written (`ENHANCEMENT_TRUNCATED`); it must not end anywhere else.
-
-Header checks (a header that fails any of them is refused before any payload is read):
-
-- image height and width in [1, MAX_IMAGE_SIDE], height * width <= MAX_IMAGE_PIXELS;
-- every latent is (padded_height / s, padded_width / s, C) for one power-of-two stride
-  s <= MAX_LATENT_STRIDE, with 1 <= C <= MAX_LATENT_CHANNELS and at most MAX_LATENT_ELEMENTS
-  elements, so a decoder's allocations are bounded by the header;
-- the padded size is the smallest multiple of the coarsest latent stride covering the image
-  (padding is less than that stride on each side): more padding only wastes bits.
-
-Error detection. Every single-byte error is detected with certainty: the magic and version are
-compared; the header size field is cross-checked against the length of the latent list it
-frames (read through length bytes only), so a changed size is refused without trusting any CRC;
-with the size right, the header CRC covers every other header byte; chunk tags are compared; a
-chunk's length and symbols CRC are covered by its framing CRC, which is checked before the length
-is used; the payload by its own CRC. CRC-32 detects every error burst of up to 32 bits, so single
-bytes always fail a check; longer damage escapes a check with probability 2**-32. A chunk length
-is compared with the bytes that remain before anything is sliced.
+The byte layout, the chunk walk, the header limits and the error-detection argument are specified
+in docs/file_format.md (the one description of the format); this module implements it. In
+short: a header (magic, version, model kind, context model, padding mode, layers written, model
+identifier, image and padded sizes, the latent list, a CRC-32), then per chunk a tag, length,
+symbols CRC and framing CRC around the payload and its CRC. The limits (MAX_*) bound every
+allocation a hostile header could ask for, and every single-byte error fails a check.
 
 Errors are `JdcFormatError` (a ValueError) subclasses, each with a one-line message.
 """
@@ -93,9 +36,10 @@ MAGIC = b"\x89JDC\r\n\x1a\n"
 FORMAT_VERSION = 1
 
 # Stored as the index into these tuples: append new names, never reorder.
-MODEL_KINDS = ("jicd", "hyperprior", "testolina", "jdc", "codec", "cheng2020")
+MODEL_KINDS = ("jicd", "hyperprior", "testolina", "jdc", "codec", "cheng2020", "factorized",
+               "scale_hyperprior")
 CONTEXT_MODELS = ("none", "serial", "checkerboard")
-PADDING_MODES = ("replicate", "reflect", "zero")
+PADDING_MODES = ("replicate",)  # edge replication; no writer uses another mode
 
 LAYERS = ("side", "base", "enhancement")
 CHUNK_TAGS = {"side": b"SIDE", "base": b"BASE", "enhancement": b"ENHA"}

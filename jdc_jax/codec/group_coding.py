@@ -1,4 +1,4 @@
-"""The coding order of a Gaussian-modelled latent group, shared by the encoder and the decoder.
+"""Encoder and decoder of one Gaussian-modelled latent group, in its context model's order.
 
 A group (the base or the enhancement latent of JICD, the one latent of the other models), of
 shape (h, w, C), is range-coded in chunks, each chunk one `Encoder.encode` / `Decoder.decode`

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jdc_jax.codec.file_codec import LatentGroup
+from jdc_jax.codec.file_codec import LatentGroup, group_streams
 
 _GROUP_MODULES = {"base": "base_parameters", "enhancement": "enhancement_parameters"}
 
@@ -52,10 +52,12 @@ class ModelDescription:
     """What the coder needs to know of a codec model besides its functions.
 
     Attributes:
-      streams: ("side", "base") or ("side", "base", "enhancement").
+      streams: ("side", "base"), ("side", "base", "enhancement") or ("base",) (the factorized
+        prior: no side stream).
       context_model: "none", "serial" or "checkerboard".
-      side_channels: N, channels of z; latent_channels: M, channels of y;
-      hyper_channels: P, channels of psi.
+      side_channels: channels of the latent the factorized tables code: N (z), or M (y) without
+        a side stream; latent_channels: M, channels of y;
+      hyper_channels: P, channels of psi (0 without a side stream).
       groups: stream -> `LatentGroup` (channels, causal taps of a serial context).
     """
 
@@ -74,13 +76,19 @@ def describe_model(model, params) -> ModelDescription:
     bound = model.bind({"params": params})
     x = jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32)
     y = jax.eval_shape(lambda x: bound.analysis(x), x)
+    if y.shape[1:3] != (4, 4):
+        raise ValueError(f"{type(model).__name__} does not downsample by 16: a 64 x 64 image "
+                         f"gives y {y.shape}")
+    if "side" not in streams:
+        return ModelDescription(streams, model.context_model, int(y.shape[-1]),
+                                int(y.shape[-1]), 0, {})
     z = jax.eval_shape(lambda y: bound.hyper_analysis(y), y)
     psi = jax.eval_shape(lambda z: bound.hyper_synthesis(z), z)
-    if y.shape[1:3] != (4, 4) or z.shape[1:3] != (1, 1) or psi.shape[1:3] != (4, 4):
-        raise ValueError(f"{type(model).__name__} does not downsample by 16 (y) and 64 (z): "
-                         f"a 64 x 64 image gives y {y.shape} and z {z.shape}")
+    if z.shape[1:3] != (1, 1) or psi.shape[1:3] != (4, 4):
+        raise ValueError(f"{type(model).__name__} does not downsample by 64 (z): a 64 x 64 "
+                         f"image gives z {z.shape} and psi {psi.shape}")
     groups = {}
-    for stream in streams[1:]:
+    for stream in group_streams(streams):
         group = getattr(bound, _GROUP_MODULES[stream])
         taps = group.serial_context_taps() if group.context_model == "serial" else None
         groups[stream] = LatentGroup(group.channels, taps)
@@ -120,7 +128,7 @@ def _model_functions(model, treedef, streams, context_model, side_channels, late
                      hyper_channels, groups) -> dict[str, ModelFunction]:
     """Cached per architecture (Flax modules compare by their fields), so codecs of several
     checkpoints share the functions and their compilations."""
-    base_channels = groups[0][1]
+    base_channels = groups[0][1] if groups else latent_channels
 
     def apply(method, scope=None):
         tree = treedef if scope is None else jax.tree_util.tree_structure(
@@ -132,14 +140,13 @@ def _model_functions(model, treedef, streams, context_model, side_channels, late
         return function
 
     latent = f"1, h, w, {latent_channels}"
-    functions = {
-        "analysis": ModelFunction(apply(lambda m, x: m.analysis(x)), None,
-                                  ("1, 16*h, 16*w, 3",)),
-        "hyper_analysis": ModelFunction(apply(lambda m, y: m.hyper_analysis(y)), None,
-                                        (f"1, 4*h, 4*w, {latent_channels}",)),
-        "hyper_synthesis": ModelFunction(apply(lambda m, z: m.hyper_synthesis(z)), None,
-                                         (f"1, h, w, {side_channels}",)),
-    }
+    functions = {"analysis": ModelFunction(apply(lambda m, x: m.analysis(x)), None,
+                                           ("1, 16*h, 16*w, 3",))}
+    if "side" in streams:
+        functions["hyper_analysis"] = ModelFunction(
+            apply(lambda m, y: m.hyper_analysis(y)), None, (f"1, 4*h, 4*w, {latent_channels}",))
+        functions["hyper_synthesis"] = ModelFunction(
+            apply(lambda m, z: m.hyper_synthesis(z)), None, (f"1, h, w, {side_channels}",))
     if "enhancement" in streams:
         enhancement_channels = latent_channels - base_channels
         functions["synthesize_denoised"] = ModelFunction(

@@ -21,6 +21,9 @@ numbers near one is never taken. Likelihoods are probabilities (bits = -log2 P).
 Quantization is centred on the per-channel median: symbol = round(z - median), z_hat = symbol +
 median. Medians and the table range quantiles are solved from the CDF itself (bisection on
 logits_cdf(v) = target under stop_gradient), not learned, so this model needs no auxiliary loss.
+With `stored_medians=True` the medians are a parameter instead, `medians` (C,), read as it is
+(no gradient): a model converted from CompressAI keeps the medians its EntropyBottleneck learned
+(`quantiles[:, 0, 1]`), so it quantizes exactly where CompressAI does.
 
 Coding tables: `FactorizedPrior.build_tables`, run through `apply` outside jit, e.g.
 `FactorizedPrior().apply({"params": side_params}, method=FactorizedPrior.build_tables)`, or
@@ -59,11 +62,13 @@ class FactorizedPrior(nn.Module):
     filters: tuple = (3, 3, 3)
     init_scale: float = 10.0
     likelihood_bound: float = 1e-9
+    stored_medians: bool = False
 
     @nn.compact
     def cdf_parameters(self, channels: int):
         """The raw parameters (matrices, biases, factors), lists of (C, width_out, width_in),
-        (C, width_out, 1) and (C, width_out, 1) float32 arrays (created on first use)."""
+        (C, width_out, 1) and (C, width_out, 1) float32 arrays (created on first use, with the
+        `medians` parameter (C,) when `stored_medians`)."""
         widths = (1, *self.filters, 1)
         layer_scale = self.init_scale ** (1.0 / (len(widths) - 1))
         matrices, biases, factors = [], [], []
@@ -75,6 +80,8 @@ class FactorizedPrior(nn.Module):
             if k < len(widths) - 2:
                 factors.append(self.param(f"factor_{k}", nn.initializers.zeros,
                                           (channels, width_out, 1)))
+        if self.stored_medians:
+            self.param("medians", nn.initializers.zeros, (channels,), jnp.float32)
         return matrices, biases, factors
 
     def logits_cdf(self, values):
@@ -92,8 +99,14 @@ class FactorizedPrior(nn.Module):
                                   logits.shape)
 
     def medians(self):
-        """Per-channel median (C,) float32: the solution of logits_cdf(v) = 0; no gradient."""
-        return self.inverse_logits_cdf(jnp.zeros((self._channels(),), jnp.float32))
+        """Per-channel median (C,) float32: the solution of logits_cdf(v) = 0 (or the stored
+        medians); no gradient."""
+        return self._medians(self.cdf_parameters(self._channels()), self._channels())
+
+    def _medians(self, parameters, channels: int):
+        if self.stored_medians:
+            return jax.lax.stop_gradient(self.get_variable("params", "medians"))
+        return _solve_cdf_logits(parameters, jnp.zeros((channels, 1), jnp.float32))[:, 0]
 
     def __call__(self, z, *, mode: str):
         """Quantize z (..., C) and return (z_hat, likelihoods), both (..., C) float32.
@@ -106,7 +119,7 @@ class FactorizedPrior(nn.Module):
             raise ValueError(f"unknown quantization mode {mode!r}; allowed modes: {QUANTIZATION_MODES}")
         z = jnp.asarray(z, jnp.float32)
         parameters = self.cdf_parameters(z.shape[-1])
-        medians = _solve_cdf_logits(parameters, jnp.zeros((z.shape[-1], 1), jnp.float32))[:, 0]
+        medians = self._medians(parameters, z.shape[-1])
         if mode == "noise":
             z_hat = quantize(z, "ste", offset=medians)
             values = quantize(z, "noise", rng=self.make_rng("noise"))
@@ -134,6 +147,8 @@ class FactorizedPrior(nn.Module):
         tail_logit = math.log(tail_mass / 2) - math.log1p(-tail_mass / 2)
         targets = jnp.tile(jnp.array([tail_logit, 0.0, -tail_logit], jnp.float32), (channels, 1))
         lower, medians, upper = np.asarray(_solve_cdf_logits(parameters, targets)).T
+        if self.stored_medians:
+            medians = np.asarray(self._medians(parameters, channels))
         first = np.floor(lower.astype(np.float64) - medians)
         last = np.ceil(upper.astype(np.float64) - medians)
         bins = last - first + 2

@@ -28,6 +28,8 @@ class Cheng2020(CodecPieces, nn.Module):
     context_model: str = "serial"
     decoder_input: str = "ste"
     dtype: Any = jnp.float32
+    stored_medians: bool = False      # the side prior's medians are stored, not solved
+    prior_filters: tuple = (3, 3, 3)  # hidden widths of the factorized prior's CDF network
 
     kind = "cheng2020"
     streams = ("side", "base")
@@ -37,7 +39,7 @@ class Cheng2020(CodecPieces, nn.Module):
         m = self.latent_channels
         self.g_a = transforms.ChengAnalysis(self.channels, m, self.dtype)
         self.h_a = transforms.ChengHyperAnalysis(self.channels, self.dtype)
-        self.side_prior = FactorizedPrior()
+        self.side_prior = FactorizedPrior(filters=self.prior_filters, stored_medians=self.stored_medians)
         self.h_s = transforms.ChengHyperSynthesis(m, self.dtype)
         self.base_parameters = GroupEntropyParameters(m, 2 * m, 0, self.context_model,
                                                       self.dtype)

@@ -15,6 +15,11 @@ Cheng latent (D = 4M) is the paper's 12M/3 -> 10M/3 -> 8M/3 -> 2M.
 Context kinds: "none" (hyperprior only), "serial" (5x5 raster-order masked convolution, decoded
 one position at a time), "checkerboard" (He et al. 2021: anchors from the hyperprior alone,
 non-anchors from a masked convolution over the anchors; two parallel passes).
+
+Without the EP network (`parameter_network=False`, hyperprior only, no context) psi itself holds
+the parameters: its first C_g channels are the mean and the last C_g the scale (Minnen et al.'s
+"mbt2018-mean"). With `predicts_mean=False` the mean is 0 and psi (or the network) gives only
+the scale (Balle et al. 2018's scale hyperprior, "bmshj2018-hyperprior").
 """
 
 from __future__ import annotations
@@ -45,11 +50,27 @@ class GroupEntropyParameters(nn.Module):
     extra_channels: int = 0  # channels of the extra conditioning (0: none)
     context_model: str = "serial"
     dtype: Any = jnp.float32
+    parameter_network: bool = True  # False: psi holds (mean, scale) itself (no context/extra)
+    predicts_mean: bool = True      # False: the mean is 0, only the scale is predicted
+
+    @property
+    def parameters_per_channel(self) -> int:
+        """Predicted values per latent channel: mean and scale (2), or the scale alone (1)."""
+        return 2 if self.predicts_mean else 1
 
     def setup(self):
         if self.context_model not in CONTEXT_MODELS:
             raise ValueError(f"unknown context_model {self.context_model!r}; "
                              f"expected one of {CONTEXT_MODELS}")
+        if not self.parameter_network:
+            wanted = self.parameters_per_channel * self.channels
+            if self.context_model != "none" or self.extra_channels:
+                raise ValueError("without an entropy-parameter network the parameters come from "
+                                 "psi alone: context_model must be 'none', with no extra input")
+            if self.hyper_channels != wanted:
+                raise ValueError(f"without an entropy-parameter network psi must have "
+                                 f"{wanted} channels (the parameters), got {self.hyper_channels}")
+            return
         width = self.hyper_channels + self.extra_channels
         if self.context_model == "serial":
             self.context = MaskedConv(2 * self.channels, 5, "A")
@@ -61,7 +82,7 @@ class GroupEntropyParameters(nn.Module):
             width += 2 * self.channels
         self.ep0 = conv(max(width * 5 // 6, 1), 1, dtype=self.dtype)
         self.ep1 = conv(max(width * 2 // 3, 1), 1, dtype=self.dtype)
-        self.ep2 = conv(2 * self.channels, 1, dtype=jnp.float32)
+        self.ep2 = conv(self.parameters_per_channel * self.channels, 1, dtype=jnp.float32)
 
     def context_features(self, y_hat_group):
         """Masked-convolution features (B, h, w, 2 C_g) of an already quantized group."""
@@ -105,12 +126,16 @@ class GroupEntropyParameters(nn.Module):
         return mean[:, 0, 0], scale[:, 0, 0]
 
     def entropy_parameters(self, psi, context=None, extra=None):
-        """The 1x1 EP network on concat(psi, context, extra); returns (mean, scale) in float32."""
+        """The 1x1 EP network on concat(psi, context, extra) (or psi itself without one);
+        returns (mean, scale) in float32."""
         parts = [psi] + [p for p in (context, extra) if p is not None]
         h = jnp.concatenate([p.astype(jnp.float32) for p in parts], axis=-1)
-        h = leaky_relu(self.ep0(h))
-        h = leaky_relu(self.ep1(h))
-        h = self.ep2(h).astype(jnp.float32)
+        if self.parameter_network:
+            h = leaky_relu(self.ep0(h))
+            h = leaky_relu(self.ep1(h))
+            h = self.ep2(h).astype(jnp.float32)
+        if not self.predicts_mean:
+            return jnp.zeros_like(h), h
         mean, scale = jnp.split(h, 2, axis=-1)
         return mean, scale
 

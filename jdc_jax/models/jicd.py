@@ -38,6 +38,8 @@ class JICD(CodecPieces, nn.Module):
     context_model: str = "serial"  # "serial" (paper), "checkerboard" or "none"
     decoder_input: str = "ste"    # training quantization of the decoder input: "ste"/"noise"
     dtype: Any = jnp.float32
+    stored_medians: bool = False  # the side prior's medians are stored, not solved
+    prior_filters: tuple = (3, 3, 3)  # hidden widths of the factorized prior's CDF network
 
     kind = "jicd"
     streams = ("side", "base", "enhancement")
@@ -54,7 +56,7 @@ class JICD(CodecPieces, nn.Module):
         m, hyper = self.latent_channels, 2 * self.latent_channels
         self.g_a = transforms.ChengAnalysis(self.channels, m, self.dtype)
         self.h_a = transforms.ChengHyperAnalysis(self.channels, self.dtype)
-        self.side_prior = FactorizedPrior()
+        self.side_prior = FactorizedPrior(filters=self.prior_filters, stored_medians=self.stored_medians)
         self.h_s = transforms.ChengHyperSynthesis(m, self.dtype)
         self.base_parameters = GroupEntropyParameters(
             self.base_channels, hyper, 0, self.context_model, self.dtype)

@@ -73,3 +73,10 @@ def rate_distortion_loss(out, targets: Mapping[str, jnp.ndarray], *, lmbda: floa
     metrics["bpp"] = jnp.mean(rate)
     metrics["loss"] = loss
     return loss, metrics
+
+
+def rate_lambda(config) -> float:
+    """lambda of the config's rate point (1-based), unless `lmbda` overrides it."""
+    if config.lmbda > 0:
+        return float(config.lmbda)
+    return float(config.lambdas[config.rate_point - 1])

@@ -11,7 +11,11 @@ import jax.numpy as jnp
 
 
 class CodecPieces:
-    """Mixin for Flax codec modules that define `g_a`, `h_a` and `h_s` in setup."""
+    """Mixin for Flax codec modules that define `g_a`, `h_a`, `side_prior` and `h_s` in setup."""
+
+    def factorized_prior(self):
+        """The factorized prior whose coding tables the codec builds: the side latent's."""
+        return self.side_prior
 
     def analysis(self, x):
         """x (B, H, W, 3) in [0, 1] -> y (B, H/16, W/16, M)."""

@@ -55,6 +55,34 @@ class BalleSynthesis(nn.Module):
         return TransposedConv(3, 5, 2, dtype=self.dtype, name="tconv3")(y)
 
 
+class ScaleHyperAnalysis(nn.Module):
+    """Balle et al. 2018's scale hyperprior: |y| (B, h, w, M) -> z (B, h/4, w/4, N), with
+    conv3x3 -> ReLU -> conv5x5/2 -> ReLU -> conv5x5/2."""
+    channels: int = 192
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, y):
+        y = jnp.abs(y)
+        y = nn.relu(conv(self.channels, 3, 1, dtype=self.dtype, name="conv0")(y))
+        y = nn.relu(conv(self.channels, 5, 2, dtype=self.dtype, name="conv1")(y))
+        return conv(self.channels, 5, 2, dtype=self.dtype, name="conv2")(y)
+
+
+class ScaleHyperSynthesis(nn.Module):
+    """z_hat (B, h/4, w/4, N) -> scales (B, h, w, M) >= 0: two transposed 5x5/2 convolutions
+    (N channels) and a 3x3 convolution to M, each followed by ReLU."""
+    channels: int = 192
+    latent_channels: int = 192
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, z):
+        z = nn.relu(TransposedConv(self.channels, 5, 2, dtype=self.dtype, name="tconv0")(z))
+        z = nn.relu(TransposedConv(self.channels, 5, 2, dtype=self.dtype, name="tconv1")(z))
+        return nn.relu(conv(self.latent_channels, 3, 1, dtype=self.dtype, name="conv2")(z))
+
+
 class MeanScaleHyperAnalysis(nn.Module):
     """y (B, h, w, M) -> z (B, h/4, w/4, N)."""
     channels: int = 192

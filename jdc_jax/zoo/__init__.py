@@ -119,7 +119,7 @@ def load(name: str, rate_point: int | None = None, root: Path | None = None):
     mixed-up file is refused by name instead of writing files no other copy can decode."""
     from jdc_jax.codec.api import Codec, parameters_digest
     from jdc_jax.entropy.tables import CodingTables
-    from jdc_jax.train import model_from_config
+    from jdc_jax.models.registry import model_from_config
 
     directory = entry_directory(name, rate_point, root)
     entry_card = json.loads((directory / CARD_FILE).read_text())

@@ -48,7 +48,8 @@ def build_entry(checkpoint: str, name: str, root: Path, description: str = "",
     from jdc_jax import checkpoints
     from jdc_jax.codec.api import build_side_tables, model_identifier, parameters_digest
     from jdc_jax.entropy.latent_coding import build_latent_tables
-    from jdc_jax.train import model_from_config, rate_lambda
+    from jdc_jax.models.losses import rate_lambda
+    from jdc_jax.models.registry import model_from_config
 
     params, config, step = checkpoints.restore_params(checkpoint)
     rate_point = int(config["rate_point"])

@@ -1,0 +1,1 @@
+"""Converters from other libraries' weights to jdc_jax checkpoints (`jdc_jax.convert.compressai`)."""
