@@ -34,7 +34,7 @@ from jdc_jax import images
 from jdc_jax.codec import Codec, file_format
 from jdc_jax.codec.api import PADDING_MULTIPLE, pad_to_multiple
 from jdc_jax.models import build_model
-from jdc_jax.results import write_file_atomically
+from jdc_jax.atomic_write import write_bytes_atomic
 
 KODAK = Path(__file__).resolve().parents[1] / ".." / "shared" / "testsets" / "kodak24"
 HEIGHT, WIDTH = 512, 768
@@ -128,7 +128,7 @@ def main():
             print(f"  {stream:12s} estimated {bits['estimated_bits']:10.0f} bits, coded "
                   f"{bits['coded_bits']:10d} bits ({bits['coded_bits'] / bits['estimated_bits']:.3f}x)")
     if arguments.json:
-        write_file_atomically(arguments.json, json.dumps(results, indent=2).encode())
+        write_bytes_atomic(arguments.json, json.dumps(results, indent=2).encode())
 
 
 if __name__ == "__main__":

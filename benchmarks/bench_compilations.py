@@ -9,7 +9,7 @@ event; executables loaded from a persistent cache are not counted).
    and sharded, donating jit of `train_step`, built as `train.train_and_evaluate` builds them.
 2. Training: `--steps` steps as the training loop runs them, on fresh random uint8 batches
    {"noisy", "clean"} of one shape (B, crop, crop, 3) instead of tf.data: the batch moved to the
-   devices with `train.global_batch` under a "disallow" transfer guard, the compiled step, the
+   devices with `sharding.global_batch` under a "disallow" transfer guard, the compiled step, the
    loop's running sum of the metrics, and every `log_every_steps` steps the sum read back. A
    config whose target is "teacher" gets a random float32 teacher image in [0, 1] of the same
    shape: the teacher network (a separate program, compiled once) is not run.
@@ -43,12 +43,12 @@ import jax
 import numpy as np
 
 from jdc_jax.models import registry
-from jdc_jax import train
+from jdc_jax import sharding, train
 from jdc_jax.codec import Codec, file_format
 from jdc_jax.codec.api import PADDING_MULTIPLE
 from jdc_jax.compilation_count import Compilations, count_compilations
 from jdc_jax.config_validation import validate_config
-from jdc_jax.results import write_file_atomically
+from jdc_jax.atomic_write import write_bytes_atomic
 
 
 def load_config(spec: str):
@@ -96,7 +96,7 @@ def random_batch(rng: np.random.Generator, shape: tuple, with_teacher: bool) -> 
 
 def run_training(config, steps: int, seed: int) -> tuple[dict, object, object]:
     """Compilations of setup, step 1 and steps 2..N; returns (figures, model, state)."""
-    mesh = train.make_mesh()
+    mesh = sharding.make_mesh()
     if config.batch_size % mesh.devices.size:
         raise ValueError(f"batch {config.batch_size} is not divisible by the "
                          f"{mesh.devices.size} devices")
@@ -104,8 +104,8 @@ def run_training(config, steps: int, seed: int) -> tuple[dict, object, object]:
         model = registry.model_from_config(config)
         tx = train.make_optimizer(config)
         init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
-        state = train.replicate(train.create_train_state(config, model, tx, init_rng), mesh)
-        step_rng = train.replicate(step_rng, mesh)
+        state = sharding.replicate(train.create_train_state(config, model, tx, init_rng), mesh)
+        step_rng = sharding.replicate(step_rng, mesh)
         compiled_step = train.compile_train_step(model, tx, config, mesh, state)
     shape = (config.batch_size, config.crop_size, config.crop_size, 3)
     rng = np.random.default_rng(seed)
@@ -119,7 +119,7 @@ def run_training(config, steps: int, seed: int) -> tuple[dict, object, object]:
         with count_compilations() as compiled:
             # The loop body of train.train_and_evaluate, without tf.data and summaries.
             with jax.transfer_guard("disallow"):
-                inputs = train.global_batch(local_batch, mesh)
+                inputs = sharding.global_batch(local_batch, mesh)
                 state, metrics = compiled_step(state, inputs, step_rng)
                 if add_metrics is None:
                     add_metrics = train.compile_metric_sum(metrics)
@@ -200,7 +200,7 @@ def main(argv=None) -> int:
                     f"(should be 0; median step {training['median_later_step_seconds']:.3f} s)")
         figures = {"config": arguments.config, "model": config.model, "training": training}
         if config.model in file_format.MODEL_KINDS:
-            codec = run_codec(model, train.local_copy(state.params), config.model, sizes,
+            codec = run_codec(model, sharding.local_copy(state.params), config.model, sizes,
                               arguments.seed)
             report_line("codec setup", codec["setup"])
             for call in codec["calls"]:
@@ -225,7 +225,7 @@ def main(argv=None) -> int:
                                 f"{call[part]['programs']}")
     figures["passed"] = not failures
     if arguments.json:
-        write_file_atomically(arguments.json, json.dumps(figures, indent=2).encode())
+        write_bytes_atomic(arguments.json, json.dumps(figures, indent=2).encode())
     for failure in failures:
         print(f"FAIL: {failure}", file=sys.stderr)
     return 1 if failures else 0

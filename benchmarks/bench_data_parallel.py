@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402
 
 from jdc_jax.models import registry
-from jdc_jax import train  # noqa: E402
+from jdc_jax import sharding, train  # noqa: E402
 from jdc_jax.default_config import get_config  # noqa: E402
 
 
@@ -40,12 +40,12 @@ def step_timing(config, devices, batch_arrays: dict, repeats: int) -> dict:
     """Compile seconds, median step seconds and the first step's loss on a mesh of `devices`."""
     model = registry.model_from_config(config)
     tx = train.make_optimizer(config)
-    mesh = train.make_mesh(devices)
+    mesh = sharding.make_mesh(devices)
     replicated = NamedSharding(mesh, P())
     state = jax.device_put(train.create_train_state(config, model, tx, jax.random.key(0)),
                            replicated)
     rng = jax.device_put(jax.random.key(1), replicated)
-    batch = train.global_batch(batch_arrays, mesh)
+    batch = sharding.global_batch(batch_arrays, mesh)
     step = train.compile_train_step(model, tx, config, mesh, state)
 
     start = time.perf_counter()

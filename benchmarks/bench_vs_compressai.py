@@ -67,7 +67,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from bench_codec import benchmark_image
 from jdc_jax.models import registry
-from jdc_jax import train
+from jdc_jax import sharding, train
 from jdc_jax.checkpoints import write_json_atomic
 from jdc_jax.codec import Codec
 from jdc_jax.default_config import get_config
@@ -161,7 +161,7 @@ def time_ours(kind: str, fields: dict, args, parts) -> dict:
     timings = {}
     if "train" in parts:
         tx = train.make_optimizer(config)
-        mesh = train.make_mesh(jax.devices()[:1])
+        mesh = sharding.make_mesh(jax.devices()[:1])
         replicated = NamedSharding(mesh, P())
         start = time.perf_counter()
         state = jax.device_put(train.create_train_state(config, model, tx, jax.random.key(0)),
@@ -169,7 +169,7 @@ def time_ours(kind: str, fields: dict, args, parts) -> dict:
         timings["init_seconds"] = time.perf_counter() - start
         rng = jax.device_put(jax.random.key(1), replicated)
         clean, noisy = synthetic_images(args.train_batch, args.train_size, args.train_size)
-        batch = train.global_batch({"clean": clean, "noisy": noisy}, mesh)
+        batch = sharding.global_batch({"clean": clean, "noisy": noisy}, mesh)
         step = train.compile_train_step(model, tx, config, mesh, state)
         holder = {"state": state}
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from jdc_jax.codec import file_format
 from jdc_jax.codec.file_info import file_info
-from jdc_jax.results import write_file_atomically
+from jdc_jax.atomic_write import write_bytes_atomic
 
 def main(argv: list[str] | None = None) -> int:
     """Runs the command line; returns the exit status."""
@@ -130,7 +130,7 @@ def _compress(args) -> None:
     total_bits = total_pixels = 0
     for source, target in zip(sources, targets):
         data = codec.compress(images.read_image(source), layers=args.layers)
-        write_file_atomically(target, data)
+        write_bytes_atomic(target, data)
         info = file_info(data)
         total_bits += 8 * len(data)
         total_pixels += info["num_pixels"]

@@ -37,6 +37,7 @@ from typing import NamedTuple, Sequence
 
 import bjontegaard
 
+from jdc_jax.atomic_write import write_bytes_atomic
 from jdc_jax import results as results_io
 
 MIN_RATE_POINTS = 2
@@ -208,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.stdout.write(format_markdown(table))
     if args.out:
         text = json.dumps(table, indent=2, allow_nan=False) + "\n"
-        results_io.write_file_atomically(args.out, text.encode("utf-8"))
+        write_bytes_atomic(args.out, text.encode("utf-8"))
     return 0
 
 

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 
 from jdc_jax.atomic_write import write_bytes_atomic
 
@@ -41,8 +42,6 @@ def is_remote(path: str | os.PathLike) -> bool:
 def local_or_remote_path(path: str | os.PathLike):
     """A pathlib-like object for local paths and gs:// URLs alike (etils.epath, which orbax
     itself uses); local paths are made absolute."""
-    from etils import epath
-
     return epath.Path(path) if is_remote(path) else epath.Path(os.path.abspath(
         os.path.expanduser(os.fspath(path))))
 

@@ -2,51 +2,46 @@
 
 from __future__ import annotations
 
-import os
+from jdc_jax import data_sources, images
+from jdc_jax.models.entropy_parameters import CONTEXT_MODELS
+from jdc_jax.models.registry import MODEL_KINDS
 
-DATA_SOURCE_KINDS = ("builtin", "folder", "paired", "tfds")
 TARGETS = ("clean", "noisy", "teacher")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".bmp")
 
 
 class ConfigError(ValueError):
     """A training config that cannot work."""
 
 
-def _image_files(folder: str) -> list[str]:
-    found = []
-    for root, _, names in os.walk(folder):
-        found += [os.path.join(root, n) for n in names if n.lower().endswith(IMAGE_SUFFIXES)]
-    return found
-
-
-def _check_folder(folder: str, what: str) -> list[str]:
-    if not os.path.isdir(folder):
-        raise ConfigError(f"{what}: folder does not exist: {folder}")
-    files = _image_files(folder)
-    if not files:
-        raise ConfigError(f"{what}: no PNG/JPEG images in {folder}")
-    return files
-
-
 def _check_crop_fits(files: list[str], crop: int, what: str) -> None:
-    from PIL import Image
-
     for path in files:
         try:
-            with Image.open(path) as im:
-                if min(im.size) >= crop:
-                    return
-        except OSError:
+            height, width = images.image_size(path)
+        except ValueError:
             continue
+        if min(height, width) >= crop:
+            return
     raise ConfigError(f"{what}: crop_size {crop} is larger than every image")
+
+
+def parse_module_lr_scales(spec: str) -> dict[str, float]:
+    """{top-level module: factor} from "g_s_full=0.1,h_s=0.5" ("" gives {})."""
+    scales = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, sep, value = item.partition("=")
+        try:
+            factor = float(value)
+        except ValueError:
+            factor = -1.0
+        if not sep or not name or not factor > 0:
+            raise ValueError(f"module_lr_scales: expected MODULE=FACTOR with FACTOR > 0, got "
+                             f"{item!r}")
+        scales[name] = factor
+    return scales
 
 
 def validate_config(config) -> None:
     """Raises ConfigError naming the first problem found."""
-    from jdc_jax.models.entropy_parameters import CONTEXT_MODELS
-    from jdc_jax.models.registry import MODEL_KINDS
-
     if config.model not in MODEL_KINDS:
         raise ConfigError(f"model: unknown kind {config.model!r}; expected one of "
                           f"{sorted(MODEL_KINDS)}")
@@ -91,24 +86,19 @@ def validate_config(config) -> None:
                           f"{config.warmup_steps}")
     if not 0.0 <= config.get("final_lr_fraction", 0.0) <= 1.0:
         raise ConfigError(f"final_lr_fraction must be in [0, 1], got {config.final_lr_fraction}")
+    try:
+        parse_module_lr_scales(config.get("module_lr_scales", ""))
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     if config.dtype not in ("float32", "bfloat16"):
         raise ConfigError(f"dtype must be 'float32' or 'bfloat16', got {config.dtype!r}")
     if not 0.0 <= config.clean_fraction <= 1.0:
         raise ConfigError(f"clean_fraction must be in [0, 1], got {config.clean_fraction}")
 
-    source = config.data_source
-    kind, _, arg = source.partition(":")
-    if kind not in DATA_SOURCE_KINDS:
-        raise ConfigError(f"data_source: unknown source {source!r}; expected builtin, "
-                          "folder:PATH, paired:NOISY_DIR,CLEAN_DIR or tfds:NAME")
-    if kind == "folder":
-        _check_crop_fits(_check_folder(arg, "data_source"), config.crop_size, "data_source")
-    elif kind == "paired":
-        dirs = arg.split(",")
-        if len(dirs) != 2:
-            raise ConfigError(f"data_source: paired needs NOISY_DIR,CLEAN_DIR, got {arg!r}")
-        _check_folder(dirs[0], "data_source (noisy)")
-        _check_crop_fits(_check_folder(dirs[1], "data_source (clean)"), config.crop_size,
-                         "data_source")
-    elif kind == "tfds" and not arg:
-        raise ConfigError("data_source: tfds needs a dataset name, e.g. tfds:clic")
+    try:
+        source = data_sources.parse_data_source(config.data_source)
+        files = data_sources.source_files(source) if source.kind != "tfds" else {}
+    except ValueError as error:
+        raise ConfigError(f"data_source: {error}") from None
+    if "clean" in files:
+        _check_crop_fits(files["clean"], config.crop_size, "data_source")

@@ -32,6 +32,7 @@ import sys
 import time
 from datetime import datetime, timezone
 
+import jax
 import numpy as np
 from tqdm import tqdm
 
@@ -39,23 +40,22 @@ from jdc_jax import images as image_io
 from jdc_jax import metrics
 from jdc_jax import noise as noise_lib
 from jdc_jax import results as results_lib
+from jdc_jax import zoo
+from jdc_jax.codec import Codec, file_format
+from jdc_jax.models import registry
+from jdc_jax.models.losses import psnr_from_mse, stream_bits
 
 METHODS = ("codec", "denoiser", "bm3d")
 ZOO_PREFIX = "zoo:"
 
 
 def load_dataset(spec: str, limit: int = 0) -> list[tuple[str, np.ndarray]]:
-    """`folder:PATH` -> [(file name, uint8 RGB image)], sorted by name."""
+    """`folder:PATH` -> [(name, uint8 RGB image)] (`images.load_folder`: the name is the path
+    relative to the folder, the noise seed), sorted."""
     kind, _, path = spec.partition(":")
     if kind != "folder" or not path:
         raise ValueError(f"dataset must be folder:PATH, got {spec!r}")
-    if not os.path.isdir(path):
-        raise ValueError(f"dataset folder does not exist: {path}")
-    files = image_io.list_images(path)
-    if not files:
-        raise ValueError(f"no images in dataset folder {path}")
-    files = files[:limit] if limit else files
-    return [(os.path.basename(f), image_io.read_image(f)) for f in files]
+    return image_io.load_folder(path, limit)
 
 
 def quality(output: np.ndarray, reference: np.ndarray, prefix: str = "") -> dict:
@@ -68,21 +68,45 @@ class DenoiserRunner:
     """A trained Flax denoiser checkpoint applied to uint8 images (compiled per image shape)."""
 
     def __init__(self, path: str):
-        import jax
-
-        from jdc_jax import checkpoints
-        from jdc_jax.models.registry import model_from_config
-
-        params, config, _ = checkpoints.restore_params(path)
-        model = model_from_config(config)
-        if model.kind != "denoiser":
-            raise ValueError(f"{path} holds a {config['model']!r} model, not a denoiser")
+        model, params, _ = registry.restore_model(path, kind="denoiser")
         self._apply = jax.jit(lambda x: model.apply({"params": params}, x)["denoised"])
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         x = image[None].astype(np.float32) / 255.0
-        out = np.asarray(self._apply(x))[0]
-        return np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8)
+        return image_io.to_uint8(np.asarray(self._apply(x))[0])
+
+
+def evaluate_images(model, params, images, noise_spec: str, seed: int,
+                    target: str = "clean") -> dict:
+    """Mean metrics over held-out images with rounding quantization (estimated rates).
+
+    `images`: list of (name, uint8 HWC clean image), as `images.load_folder` gives. Noise is
+    synthesized per image from a seed derived from its name, so every evaluation (this one
+    during training, and `evaluate_codec` with real files) sees the same noisy inputs."""
+    spec = noise_lib.parse_noise_spec(noise_spec)
+    apply = jax.jit(lambda p, x: model.apply({"params": p}, x, train=False))
+    sums: dict[str, float] = {}
+    for name, clean in images:
+        noisy = noise_lib.noisy_for_file(clean, name, spec, seed)
+        h, w = clean.shape[:2]
+        x = image_io.pad_to_multiple(noisy, 64)[None].astype(np.float32) / 255.0
+        out = jax.device_get(apply(params, x))
+        values = {}
+        for stream, bits in stream_bits(out.get("likelihoods", {})).items():
+            values[f"bpp_{stream}"] = float(bits[0]) / (h * w)
+        if values:
+            values["bpp"] = sum(values.values())
+        refs = {"denoised": clean, "noisy_reconstruction": noisy,
+                "reconstruction": noisy if target == "noisy" else clean}
+        for key in model.outputs:
+            img = image_io.to_uint8(out[key][0, :h, :w]).astype(np.float64)
+            err = np.mean((img - refs[key].astype(np.float64)) ** 2)
+            values[f"psnr_{key}"] = float(psnr_from_mse(err, 255.0))
+        values["psnr_noisy_input"] = float(psnr_from_mse(
+            np.mean((noisy.astype(np.float64) - clean) ** 2), 255.0))
+        for k, v in values.items():
+            sums[k] = sums.get(k, 0.0) + v
+    return {k: v / max(len(images), 1) for k, v in sums.items()}
 
 
 def noise_std(spec: noise_lib.NoiseSpec, spec_text: str, noisy, clean) -> float:
@@ -95,9 +119,6 @@ def noise_std(spec: noise_lib.NoiseSpec, spec_text: str, noisy, clean) -> float:
 
 def load_codec(checkpoint: str):
     """The codec of a checkpoint path, or of a shipped model given as zoo:NAME:RATE_POINT."""
-    from jdc_jax import zoo
-    from jdc_jax.codec import Codec
-
     if checkpoint.startswith(ZOO_PREFIX):
         name, separator, rate_point = checkpoint[len(ZOO_PREFIX):].rpartition(":")
         if not separator or not rate_point.isdigit():
@@ -109,8 +130,6 @@ def load_codec(checkpoint: str):
 
 def evaluate_codec(checkpoint: str, dataset, spec, seed: int, denoiser=None, progress=None):
     """Per-image metrics of one codec checkpoint (one rate point)."""
-    from jdc_jax.codec import file_format
-
     codec = load_codec(checkpoint)
     cascade = codec.model_kind == "codec"
     if cascade and denoiser is None:
@@ -161,8 +180,7 @@ def evaluate_reference(method: str, dataset, spec, spec_text: str, seed: int, de
             import bm3d
 
             sigma = noise_std(spec, spec_text, noisy, clean) / 255.0
-            out = bm3d.bm3d_rgb(noisy.astype(np.float64) / 255.0, sigma)
-            denoised = np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8)
+            denoised = image_io.to_uint8(bm3d.bm3d_rgb(noisy.astype(np.float64) / 255.0, sigma))
         row = {"image": name, "decoding_time": time.perf_counter() - t0,
                "psnr_noisy_input": metrics.psnr(noisy, clean)}
         row.update(quality(denoised, clean))

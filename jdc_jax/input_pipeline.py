@@ -33,7 +33,7 @@ batch is clean on all processes at once. The same arguments give the same batche
 and the iterator can be checkpointed with tf.train.Checkpoint.
 
 The noise models are those of `noise` (same spec strings, same distributions), written with
-stateless TF ops: `synthesize_unclipped_tf` / `add_noise_tf`.
+stateless TF ops (`noise.tf_noise`).
 """
 
 from __future__ import annotations
@@ -41,27 +41,21 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import skimage.data
 import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
 
-from jdc_jax import images
+from jdc_jax import data_sources, images
 from jdc_jax import noise as noise_lib
+from jdc_jax.noise.tf_noise import add_noise_tf, split_seed
 
-SOURCE_KINDS = ("builtin", "folder", "paired", "tfds")
-# What tf.io.decode_image reads (PPM, for one, it does not).
-TRAIN_IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
-# The scene photographs in skimage.data's own folder; its greyscale, synthetic, medical,
-# microscopy and astronomy images are left out.
-BUILTIN_IMAGES = ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png",
-                  "motorcycle_right.png", "rocket.jpg")
 # tf.image.ssim_multiscale: the 11-pixel window must fit the coarsest of its 5 scales.
 MSSSIM_MIN_CROP_SIZE = (11 - 1) * 2**4 + 1
 
 
-def _hide_accelerators_from_tf() -> None:
-    """Keeps TF off GPUs, which belong to JAX. Idempotent."""
+def hide_accelerators_from_tf() -> None:
+    """Keeps TF off GPUs, which belong to JAX (TF only feeds data). Idempotent; the training
+    entry point and `create_train_dataset` call it before any TF operation."""
     if not tf.config.get_visible_devices("GPU"):
         return
     try:
@@ -71,152 +65,7 @@ def _hide_accelerators_from_tf() -> None:
                            "before running any TF operation") from error
 
 
-# ----------------------------------------------------------------------------- noise in TF
-
-def _split_seed(seed: tf.Tensor, count: int) -> list[tf.Tensor]:
-    return tf.unstack(tf.random.experimental.stateless_split(seed, count))
-
-
-def _draw_parameter_tf(parameter: noise_lib.Parameter, seed: tf.Tensor) -> tf.Tensor:
-    """One float32 draw of a `noise.Choice` or `noise.Interval`."""
-    if isinstance(parameter, noise_lib.Interval):
-        return tf.random.stateless_uniform([], seed, minval=parameter.low, maxval=parameter.high)
-    index = tf.random.stateless_uniform([], seed, minval=0, maxval=len(parameter.values),
-                                        dtype=tf.int32)
-    return tf.gather(tf.constant(parameter.values, tf.float32), index)
-
-
-def _inverse_cdf_rows_tf(tables: list[noise_lib.InverseCDF]) -> tuple[tf.Tensor, tf.Tensor]:
-    """The tables as rows of (levels, interpolated values), float64 (len(tables), L): shorter
-    tables repeat their last entry, which a draw in [0, 1) never reaches."""
-    length = max(len(table.levels) for table in tables)
-
-    def padded(row: np.ndarray) -> np.ndarray:
-        return np.pad(row, (0, length - len(row)), mode="edge")
-
-    return (tf.constant(np.stack([padded(t.levels) for t in tables]), tf.float64),
-            tf.constant(np.stack([padded(t.interpolated_values) for t in tables]), tf.float64))
-
-
-def _interpolate_rows_tf(levels: tf.Tensor, values: tf.Tensor, uniform: tf.Tensor) -> tf.Tensor:
-    """Row r: interp(uniform[r], levels[r], values[r]) (piecewise linear), float64 (R,)."""
-    upper = tf.clip_by_value(tf.searchsorted(levels, uniform[:, None], side="right")[:, 0],
-                             1, levels.shape[1] - 1)
-    lower = upper - 1
-
-    def at(table, index):
-        return tf.gather(table, index[:, None], batch_dims=1)[:, 0]
-
-    weight = (uniform - at(levels, lower)) / (at(levels, upper) - at(levels, lower))
-    return at(values, lower) + weight * (at(values, upper) - at(values, lower))
-
-
-def _draw_practical_tf(parameters: noise_lib.PracticalNoiseParameters,
-                       seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Per-channel (a, b), float64 (3,): `noise.PracticalNoiseParameters.sample` in TF.
-
-    All 9 inverse CDFs (channel-major: a, slope, intercept) are interpolated at once; a channel
-    whose b <= 0 redraws its three parameters, the others keep theirs."""
-    tables = [table for channel in parameters.channels
-              for table in (channel.a, channel.slope, channel.intercept)]
-    levels, values = _inverse_cdf_rows_tf(tables)
-    log_space = tf.constant([table.log_space for table in tables])
-    channels = len(parameters.channels)
-
-    def draw(attempt):
-        uniform = tf.random.stateless_uniform(
-            [len(tables)], tf.random.experimental.stateless_fold_in(seed, attempt),
-            dtype=tf.float64)
-        drawn = _interpolate_rows_tf(levels, values, uniform)
-        a, slope, intercept = tf.unstack(
-            tf.reshape(tf.where(log_space, tf.exp(drawn), drawn), [channels, 3]), axis=1)
-        return a, slope * a + intercept
-
-    def redraw(attempt, a, b):
-        new_a, new_b = draw(attempt + 1)
-        rejected = b <= 0
-        return attempt + 1, tf.where(rejected, new_a, a), tf.where(rejected, new_b, b)
-
-    a, b = draw(tf.constant(0, tf.int64))
-    _, a, b = tf.while_loop(lambda attempt, a, b: tf.reduce_any(b <= 0), redraw,
-                            (tf.constant(0, tf.int64), a, b))
-    return a, b
-
-
-def synthesize_unclipped_tf(clean: tf.Tensor, spec: noise_lib.NoiseSpec,
-                            seed: tf.Tensor) -> tf.Tensor:
-    """`noise.synthesize_unclipped` in TF: float32 (H, W, 3), 8-bit units, before clipping.
-
-    clean: uint8 (H, W, 3); seed: int64 (2,) stateless seed."""
-    x = tf.cast(clean, tf.float32)
-    if spec.kind == "none":
-        return x
-    parameter_seed, poisson_seed, normal_seed = _split_seed(seed, 3)
-    if spec.kind == "awgn":
-        sigma = _draw_parameter_tf(spec.sigma, parameter_seed)
-        return x + sigma * tf.random.stateless_normal(tf.shape(x), normal_seed)
-    if spec.kind == "poisson_gaussian":
-        a_seed, b_seed = _split_seed(parameter_seed, 2)
-        a = _draw_parameter_tf(spec.poisson_scale, a_seed)
-        b = _draw_parameter_tf(spec.gaussian_variance, b_seed)
-    elif spec.kind == "practical":
-        a, b = _draw_practical_tf(spec.practical_parameters(), parameter_seed)
-        a, b = tf.cast(a, tf.float32), tf.cast(b, tf.float32)
-    else:
-        raise ValueError(f"unknown noise kind {spec.kind!r}")
-    y = x / 255.0
-    counts = tf.random.stateless_poisson(tf.shape(y), poisson_seed, lam=tf.maximum(y, 0.0) / a,
-                                         dtype=tf.float32)
-    z = a * counts + tf.sqrt(b) * tf.random.stateless_normal(tf.shape(y), normal_seed)
-    return 255.0 * z
-
-
-def quantize_8bit_tf(noisy: tf.Tensor) -> tf.Tensor:
-    """`noise.quantize_8bit` in TF: clip to [0, 255], round half to even, uint8."""
-    return tf.cast(tf.round(tf.clip_by_value(noisy, 0.0, 255.0)), tf.uint8)
-
-
-def add_noise_tf(clean: tf.Tensor, spec: noise_lib.NoiseSpec, seed: tf.Tensor) -> tf.Tensor:
-    """`noise.add_noise` in TF: uint8 (H, W, 3) -> noisy uint8 (H, W, 3)."""
-    return quantize_8bit_tf(synthesize_unclipped_tf(clean, spec, seed))
-
-
 # ----------------------------------------------------------------------------- sources
-
-def _builtin_paths() -> list[str]:
-    paths = [os.path.join(skimage.data.data_dir, name) for name in BUILTIN_IMAGES]
-    missing = [path for path in paths if not os.path.isfile(path)]
-    if missing:
-        raise ValueError(f"builtin: scikit-image does not ship {', '.join(missing)}")
-    return paths
-
-
-def _paired_paths(argument: str) -> tuple[list[str], list[str]]:
-    """(noisy, clean) paths matched by their relative path without extension."""
-    folders = argument.split(",")
-    if len(folders) != 2 or not all(folders):
-        raise ValueError(f"paired:{argument}: expected paired:NOISY_DIR,CLEAN_DIR")
-    by_name = []
-    for folder in folders:
-        named = {}
-        for path in images.list_images(folder, TRAIN_IMAGE_EXTENSIONS):
-            name = os.path.splitext(os.path.relpath(path, folder))[0]
-            if name in named:
-                raise ValueError(f"paired:{argument}: {named[name]} and {path} share the name "
-                                 f"{name!r}")
-            named[name] = path
-        by_name.append(named)
-    noisy, clean = by_name
-    noisy_only, clean_only = sorted(noisy.keys() - clean.keys()), sorted(clean.keys() - noisy.keys())
-    if noisy_only or clean_only:
-        matched = len(noisy.keys() & clean.keys())
-        raise ValueError(
-            f"paired:{argument}: {matched} names match; unmatched noisy: {noisy_only[:20]}, "
-            f"unmatched clean: {clean_only[:20]}"
-            + (" (more not shown)" if max(len(noisy_only), len(clean_only)) > 20 else ""))
-    names = sorted(noisy)
-    return [noisy[n] for n in names], [clean[n] for n in names]
-
 
 def _tfds_records(name: str, data_dir: str | None, process_index: int,
                   process_count: int) -> tf.data.Dataset:
@@ -231,29 +80,12 @@ def _tfds_records(name: str, data_dir: str | None, process_index: int,
     return records.map(lambda example: {"clean": example["image"]})
 
 
-def _source_records(source: str, data_dir: str | None, process_index: int,
+def _source_records(source: data_sources.DataSource, data_dir: str | None, process_index: int,
                     process_count: int) -> tuple[tf.data.Dataset, bool]:
     """This process's records {"clean"[, "noisy"]}: file paths, or encoded images (the flag)."""
-    kind, _, argument = source.partition(":")
-    if kind not in SOURCE_KINDS:
-        raise ValueError(f"unknown data source {source!r}; expected builtin, folder:PATH, "
-                         "paired:NOISY_DIR,CLEAN_DIR or tfds:NAME")
-    if kind == "tfds":
-        if not argument:
-            raise ValueError("tfds: needs a dataset name, e.g. tfds:clic")
-        return _tfds_records(argument, data_dir, process_index, process_count), True
-    if kind == "builtin":
-        if argument:
-            raise ValueError(f"{source!r}: builtin takes no argument")
-        paths = {"clean": _builtin_paths()}
-    elif kind == "folder":
-        if not argument:
-            raise ValueError("folder: needs a path, e.g. folder:/data/clic")
-        paths = {"clean": images.list_images(argument, TRAIN_IMAGE_EXTENSIONS)}
-    else:
-        noisy, clean = _paired_paths(argument)
-        paths = {"noisy": noisy, "clean": clean}
-    records = tf.data.Dataset.from_tensor_slices(paths)
+    if source.kind == "tfds":
+        return _tfds_records(source.tfds_name, data_dir, process_index, process_count), True
+    records = tf.data.Dataset.from_tensor_slices(data_sources.source_files(source))
     return records.shard(process_count, process_index), False
 
 
@@ -344,13 +176,14 @@ def create_train_dataset(source: str, noise: str, *, batch_size: int, crop_size:
     _check_arguments(batch_size, crop_size, seed, process_index, process_count, clean_fraction,
                      msssim_min, shuffle_buffer)
     spec = noise_lib.parse_noise_spec(noise)
-    paired = source.partition(":")[0] == "paired"
+    parsed = data_sources.parse_data_source(source)
+    paired = parsed.kind == "paired"
     if paired and spec.kind != "none":
         raise ValueError(f"{source}: paired data carries real noise; use noise 'none', "
                          f"not {noise!r}")
-    _hide_accelerators_from_tf()
+    hide_accelerators_from_tf()
 
-    records, encoded = _source_records(source, data_dir, process_index, process_count)
+    records, encoded = _source_records(parsed, data_dir, process_index, process_count)
     keep = tf.constant(_croppable(records, encoded, crop_size, source, process_index,
                                   process_count))
     records = records.enumerate().filter(lambda index, _: keep[index]).map(lambda _, r: r)
@@ -365,10 +198,10 @@ def create_train_dataset(source: str, noise: str, *, batch_size: int, crop_size:
         return tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
 
     def make_example(index, record):
-        crop_seed, noise_seed = _split_seed(
+        crop_seed, noise_seed = split_seed(
             tf.random.experimental.stateless_fold_in(process_seed, index), 2)
         clean = decode(record["clean"])
-        top_seed, left_seed = _split_seed(crop_seed, 2)
+        top_seed, left_seed = split_seed(crop_seed, 2)
         shape = tf.shape(clean)
         top = tf.random.stateless_uniform([], top_seed, minval=0,
                                           maxval=shape[0] - crop_size + 1, dtype=tf.int32)
@@ -402,15 +235,3 @@ def create_train_dataset(source: str, noise: str, *, batch_size: int, crop_size:
                  source, spec.text, batch_size, crop_size, crop_size, process_index,
                  process_count)
     return batches.prefetch(tf.data.AUTOTUNE)
-
-
-def as_numpy(dataset: tf.data.Dataset):
-    """Iterates a dataset as numpy arrays (dicts of np.ndarray for `create_train_dataset`)."""
-    return dataset.as_numpy_iterator()
-
-
-def create_eval_images(folder: str) -> list[tuple[str, np.ndarray]]:
-    """Held-out images: (path relative to `folder` with '/' separators, uint8 (H, W, 3)),
-    sorted by path; ValueError if the folder is missing or holds no image."""
-    return [(os.path.relpath(path, folder).replace(os.sep, "/"), images.read_image(path))
-            for path in images.list_images(folder)]

@@ -26,6 +26,9 @@ import jax  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
+from jax._src import cloud_tpu_init  # noqa: E402
+from jdc_jax import input_pipeline, train  # noqa: E402
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, summaries and the config.")
 config_flags.DEFINE_config_file("config", None, "Training config file.", lock_config=True)
@@ -72,7 +75,6 @@ def explicit_settings(environ) -> dict | None:
 def _on_cloud_tpu_vm() -> bool:
     # Set by `import jax` when libtpu and TPU chips are present: the check JAX's own cluster
     # detection relies on. No public API exposes it.
-    from jax._src import cloud_tpu_init
     return bool(getattr(cloud_tpu_init, "running_in_cloud_tpu_vm", False))
 
 
@@ -118,16 +120,11 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # progress lines go to stdout
-    import tensorflow as tf
-
-    # TF only feeds data: it must not take accelerator memory from JAX.
-    tf.config.set_visible_devices([], "GPU")
+    input_pipeline.hide_accelerators_from_tf()
     how = initialize_distributed()
     logging.info("JAX %s: process %d of %d (%s), %d local / %d global devices: %s",
                  jax.__version__, jax.process_index(), jax.process_count(), how,
                  jax.local_device_count(), jax.device_count(), jax.devices())
-    from jdc_jax import train
-
     metrics = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
     if jax.process_index() == 0:
         summary = " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())

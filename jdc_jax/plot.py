@@ -28,6 +28,7 @@ from typing import Sequence
 
 from matplotlib.figure import Figure
 
+from jdc_jax.atomic_write import write_bytes_atomic
 from jdc_jax import results as results_io
 
 TASKS = ("denoising", "noisy_reconstruction")
@@ -128,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(error))
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
-    results_io.write_file_atomically(args.out, buffer.getvalue())
+    write_bytes_atomic(args.out, buffer.getvalue())
     return 0
 
 

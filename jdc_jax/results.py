@@ -75,10 +75,6 @@ RESULTS_SCHEMA: dict[str, Field] = {
 }
 
 
-# Kept under this name for the evaluation CLIs.
-write_file_atomically = write_bytes_atomic
-
-
 def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
@@ -212,7 +208,7 @@ def write_results(
         text = json.dumps(document, indent=2, allow_nan=False)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{os.fspath(path)}: meta or per_image is not JSON-serializable: {error}")
-    write_file_atomically(path, (text + "\n").encode("utf-8"))
+    write_bytes_atomic(path, (text + "\n").encode("utf-8"))
     return document
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import time
 from typing import Any
 
@@ -35,14 +36,17 @@ import ml_collections
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
+import tensorflow as tf
 from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from tqdm import tqdm
 
-from jdc_jax import checkpoints
-from jdc_jax.config_validation import validate_config
-from jdc_jax.images import pad_to_multiple
-from jdc_jax.models.registry import init_params, model_from_config
-from jdc_jax.models.losses import psnr_from_mse, rate_distortion_loss, rate_lambda, stream_bits
+from jdc_jax import checkpoints, images, input_pipeline
+from jdc_jax.config_validation import parse_module_lr_scales, validate_config
+from jdc_jax.evaluate import evaluate_images
+from jdc_jax.models.losses import rate_distortion_loss, rate_lambda
+from jdc_jax.models.registry import init_params, model_from_config, restore_model
+from jdc_jax.sharding import global_batch, local_copy, make_mesh, replicate
 
 def learning_rate_schedule(config) -> optax.Schedule:
     """The learning rate before plateau reductions, by step.
@@ -64,22 +68,6 @@ def learning_rate_schedule(config) -> optax.Schedule:
     if not warmup:
         return main
     return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), main], [warmup])
-
-
-def parse_module_lr_scales(spec: str) -> dict[str, float]:
-    """{top-level module: factor} from "g_s_full=0.1,h_s=0.5" ("" gives {})."""
-    scales = {}
-    for item in filter(None, (part.strip() for part in spec.split(","))):
-        name, sep, value = item.partition("=")
-        try:
-            factor = float(value)
-        except ValueError:
-            factor = -1.0
-        if not sep or not name or not factor > 0:
-            raise ValueError(f"module_lr_scales: expected MODULE=FACTOR with FACTOR > 0, got "
-                             f"{item!r}")
-        scales[name] = factor
-    return scales
 
 
 def with_module_update_scales(inner: optax.GradientTransformationExtraArgs,
@@ -186,11 +174,6 @@ def train_step(state: TrainState, batch, rng, *, model, tx, lmbda: float, noisy_
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 
-def make_mesh(devices=None) -> Mesh:
-    devices = jax.devices() if devices is None else devices
-    return Mesh(np.asarray(devices), ("data",))
-
-
 def compile_train_step(model, tx, config, mesh: Mesh, state: TrainState):
     """jit of `train_step` with explicit shardings and the state donated."""
     replicated = NamedSharding(mesh, P())
@@ -212,35 +195,6 @@ def compile_metric_sum(metrics):
     """
     add = jax.jit(lambda a, b: jax.tree_util.tree_map(jnp.add, a, b))
     return add.lower(metrics, metrics).compile()
-
-
-def replicate(tree, mesh: Mesh):
-    """Global jax.Arrays replicated over `mesh` from this process's values (arrays, typed PRNG
-    keys). Every process passes its own, equal copy; nothing is sent between processes."""
-    sharding = NamedSharding(mesh, P())
-
-    def put(value):
-        if jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
-            return jax.random.wrap_key_data(put(jax.random.key_data(value)),
-                                            impl=jax.random.key_impl(value))
-        host = np.asarray(value)
-        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
-    return jax.tree_util.tree_map(put, tree)
-
-
-def local_copy(tree):
-    """This process's first copy of replicated global arrays, as single-device arrays."""
-    return jax.tree_util.tree_map(lambda value: value.addressable_data(0), tree)
-
-
-def global_batch(local_batch: dict, mesh: Mesh) -> dict:
-    """Builds global jax.Arrays from this process's slice of the batch (an explicit transfer)."""
-    sharding = NamedSharding(mesh, P("data"))
-    # With several processes, JAX copies the slices through a path that a "disallow" transfer
-    # guard counts as implicit; this copy is the intended one.
-    with jax.transfer_guard_host_to_device("allow"):
-        return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
-                for k, v in local_batch.items()}
 
 
 def create_train_state(config, model, tx, rng) -> TrainState:
@@ -267,51 +221,64 @@ def load_init_params(path: str, like):
     return jax.tree_util.tree_map(lambda a, b: jnp.asarray(a, b.dtype), params, like)
 
 
-# ----------------------------------------------------------------------------- evaluation
-
-def evaluate_folder(model, params, images, noise_spec: str, seed: int,
-                    target: str = "clean") -> dict:
-    """Mean metrics over held-out images with rounding quantization (estimated rates).
-
-    `images`: list of (name, uint8 HWC clean image). Noise is synthesized per image from a
-    seed derived from its file name, so every evaluation sees the same noisy inputs."""
-    from jdc_jax import noise as noise_lib
-
-    spec = noise_lib.parse_noise_spec(noise_spec)
-    apply = jax.jit(lambda p, x: model.apply({"params": p}, x, train=False))
-    sums: dict[str, float] = {}
-    for name, clean in images:
-        noisy = noise_lib.noisy_for_file(clean, name, spec, seed)
-        h, w = clean.shape[:2]
-        x = pad_to_multiple(noisy, 64)[None].astype(np.float32) / 255.0
-        out = jax.device_get(apply(params, x))
-        values = {}
-        for stream, bits in stream_bits(out.get("likelihoods", {})).items():
-            values[f"bpp_{stream}"] = float(bits[0]) / (h * w)
-        if values:
-            values["bpp"] = sum(values.values())
-        refs = {"denoised": clean, "noisy_reconstruction": noisy,
-                "reconstruction": noisy if target == "noisy" else clean}
-        for key in model.outputs:
-            img = np.clip(np.round(out[key][0, :h, :w] * 255.0), 0, 255)
-            err = np.mean((img - refs[key].astype(np.float64)) ** 2)
-            values[f"psnr_{key}"] = float(psnr_from_mse(err, 255.0))
-        values["psnr_noisy_input"] = float(psnr_from_mse(
-            np.mean((noisy.astype(np.float64) - clean) ** 2), 255.0))
-        for k, v in values.items():
-            sums[k] = sums.get(k, 0.0) + v
-    return {k: v / max(len(images), 1) for k, v in sums.items()}
-
-
 # ----------------------------------------------------------------------------- loop
 
+class MetricWindow:
+    """The training metrics of the steps since the last logging step, summed on the devices.
+
+    `add` sums a step's metrics with one compiled program (compiled with the first step, so no
+    later step compiles anything; an eager `jnp.add` would compile its own program at the
+    second step) and reads nothing from the devices; `means` reads the sums once, divides by the
+    steps, adds the throughput and the share of the time spent waiting for input, and starts a
+    new window. `nonfinite_updates` (a running total of skipped steps) is reported as the
+    total; `skipped` is how many of the window's steps were skipped."""
+
+    def __init__(self, batch_size: int):
+        self.batch_size = batch_size
+        self._add = None
+        self._nonfinite_total = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self._sums = None
+        self._last = None
+        self.steps = 0
+        self.skipped = 0
+        self.input_wait = 0.0
+        self._start = time.perf_counter()
+
+    def add(self, metrics, input_wait: float) -> None:
+        if self._add is None:
+            self._add = compile_metric_sum(metrics)
+        self._sums = metrics if self._sums is None else self._add(self._sums, metrics)
+        self._last = metrics
+        self.steps += 1
+        self.input_wait += input_wait
+
+    def means(self) -> dict:
+        elapsed = time.perf_counter() - self._start
+        means = {k: float(v) / self.steps for k, v in jax.device_get(self._sums).items()}
+        skipped = 0
+        if "nonfinite_updates" in means:
+            total = int(jax.device_get(self._last["nonfinite_updates"]))
+            skipped, self._nonfinite_total = total - self._nonfinite_total, total
+            means["nonfinite_updates"] = float(total)
+        means["steps_per_second"] = self.steps / elapsed
+        means["images_per_second"] = self.steps * self.batch_size / elapsed
+        means["input_wait_fraction"] = self.input_wait / elapsed
+        if "bpp_base" in means:
+            means["bpp_denoised_stream"] = means["bpp_base"] + means.get("bpp_side", 0.0)
+        steps = self.steps
+        self._reset()
+        self.steps_read, self.skipped = steps, skipped
+        return means
+
+
 def _summary_writer(workdir: str):
-    import tensorflow as tf
     return tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
 
 
 def _write_summaries(writer, step: int, metrics: dict, prefix: str = "train") -> None:
-    import tensorflow as tf
     with writer.as_default(step=step):
         for k, v in metrics.items():
             tf.summary.scalar(f"{prefix}/{k}", v)
@@ -325,15 +292,23 @@ def _data_state_path(workdir: str, step: int) -> str:
                         f"process_{jax.process_index()}_of_{jax.process_count()}")
 
 
+def _prune_data_states(workdir: str, kept_steps) -> None:
+    """Removes the iterator states of checkpoints the manager no longer keeps (process 0)."""
+    root = os.path.join(workdir, "data_state")
+    if not tf.io.gfile.isdir(root):
+        return
+    kept = {str(step) for step in kept_steps}
+    for name in tf.io.gfile.listdir(root):
+        name = name.rstrip("/")
+        if name.isdigit() and name not in kept:
+            tf.io.gfile.rmtree(os.path.join(root, name))
+
+
 def _teacher_fn(config, mesh: Mesh):
     """The JDC teacher: a trained denoiser checkpoint as a jitted function from the global noisy
     uint8 batch to its denoised image in [0, 1], sharded like the batch. It runs on the devices,
     so the loop never waits for it on the host."""
-    params, teacher_config, _ = checkpoints.restore_params(config.teacher_checkpoint)
-    teacher = model_from_config(teacher_config)
-    if teacher.kind != "denoiser":
-        raise ValueError(f"teacher_checkpoint {config.teacher_checkpoint} holds a "
-                         f"{teacher.kind!r} model, not a denoiser")
+    teacher, params, _ = restore_model(config.teacher_checkpoint, kind="denoiser")
 
     @functools.partial(jax.jit, out_shardings=NamedSharding(mesh, P("data")))
     def run(params, noisy_uint8):
@@ -342,13 +317,42 @@ def _teacher_fn(config, mesh: Mesh):
     return functools.partial(run, replicate(params, mesh))
 
 
+class _Reporter:
+    """Progress for a person: lines on stdout (process 0 only), or a tqdm bar when stdout is a
+    terminal, with the same lines printed above it."""
+
+    def __init__(self, is_chief: bool, start_step: int, total_steps: int):
+        self.is_chief = is_chief
+        self.bar = None
+        if is_chief and sys.stdout.isatty():
+            self.bar = tqdm(total=total_steps, initial=start_step, unit="step",
+                            dynamic_ncols=True, file=sys.stdout)
+
+    def line(self, text: str) -> None:
+        if not self.is_chief:
+            return
+        logging.info("%s", text)
+        if self.bar is not None:
+            self.bar.write(text)
+        else:
+            print(text, flush=True)
+
+    def advance(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def summarize(self, metrics: dict) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(_progress_line(metrics, short=True), refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Trains the configured model in `workdir`; returns the last logged metrics (plus
-    `checkpoint` and, when configured, `eval_*` metrics)."""
-    import tensorflow as tf
-    from jdc_jax import input_pipeline
-
-    tf.config.set_visible_devices([], "GPU")
+    `checkpoint` and, when configured, `eval_*` / `val_*` metrics)."""
     validate_config(config)
     workdir = str(checkpoints.local_or_remote_path(workdir))  # local, or gs://... on clouds
     tf.io.gfile.makedirs(workdir)
@@ -367,6 +371,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         raise ValueError(f"batch_size {config.batch_size} is not divisible by the "
                          f"{jax.process_count()} processes")
     local_batch = config.batch_size // jax.process_count()
+    topology = (f"{config.model} model on {num_devices} {jax.devices()[0].platform} device(s), "
+                f"{jax.process_count()} process(es); batch {config.batch_size} of "
+                f"{config.crop_size}x{config.crop_size} ({local_batch} per process)")
 
     rng = jax.random.key(config.seed)
     init_rng, step_rng = jax.random.split(rng)
@@ -385,6 +392,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     iterator = iter(dataset)
     data_checkpoint = tf.train.Checkpoint(iterator=iterator)
 
+    notes = []
     latest = manager.latest_step()
     if latest is not None:
         restored = manager.restore(latest, args=ocp.args.Composite(
@@ -395,96 +403,96 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         data_path = _data_state_path(workdir, latest)
         if tf.io.gfile.exists(data_path + ".index"):
             data_checkpoint.read(data_path).assert_consumed()
+            notes.append(f"resumed from step {latest} in {workdir}")
         else:
-            logging.warning("no input pipeline state for step %d with %d processes: the data "
-                            "order restarts", latest, jax.process_count())
-        logging.info("resumed from step %d", latest)
+            notes.append(f"resumed from step {latest} in {workdir}; no input pipeline state "
+                         f"for {jax.process_count()} process(es): the data order restarts")
+    elif config.init_from:
+        notes.append(f"initialized from {config.init_from}")
 
     compiled_step = compile_train_step(model, tx, config, mesh, state)
     teacher = _teacher_fn(config, mesh) if config.target == "teacher" else None
     # (prefix, images): the held-out evaluation set, and the validation set choices are made on.
+    # Only process 0 evaluates (on its local copy of the parameters).
     eval_sets = []
     for prefix, folder in (("eval", config.eval_folder),
                            ("val", config.get("validation_folder", ""))):
-        if folder and os.path.isdir(folder):
-            images = input_pipeline.create_eval_images(folder)
-            eval_sets.append((prefix, images[:config.eval_max_images]
-                              if config.eval_max_images else images))
+        if is_chief and folder and os.path.isdir(folder):
+            eval_sets.append((prefix, images.load_folder(folder, config.eval_max_images)))
 
     writer = _summary_writer(workdir) if is_chief else None
     start_step = int(jax.device_get(state.step))
+    reporter = _Reporter(is_chief, start_step, config.num_train_steps)
+    reporter.line(topology)
+    for note in notes:
+        reporter.line(note)
     last_metrics: dict = {}
-    metric_sums = add_metrics = None
-    nonfinite_total = 0
-    window_start, window_steps, wait_time = time.perf_counter(), 0, 0.0
+    window = MetricWindow(config.batch_size)
 
     def save(step: int) -> None:
         manager.save(step, args=ocp.args.Composite(
             state=ocp.args.PyTreeSave(state), config=ocp.args.JsonSave(config.to_dict())),
             force=True)
         data_checkpoint.write(_data_state_path(workdir, step))
+        if is_chief:
+            _prune_data_states(workdir, manager.all_steps())
 
     for step in range(start_step + 1, config.num_train_steps + 1):
+        first = step == start_step + 1
+        if first:
+            reporter.line(f"step {step}: compiling the training step...")
+            compile_start = time.perf_counter()
         # No implicit transfer outside logging, evaluation and checkpoint steps: the batch goes
         # to the devices explicitly, and the metrics stay there until a logging step reads them.
         with jax.transfer_guard("disallow"):
             t0 = time.perf_counter()
             batch = {k: v.numpy() for k, v in next(iterator).items()}
-            wait_time += time.perf_counter() - t0
+            input_wait = time.perf_counter() - t0
             inputs = global_batch(batch, mesh)
             if teacher is not None:
                 inputs["teacher"] = teacher(inputs["noisy"])
             state, metrics = compiled_step(state, inputs, step_rng)
-            if add_metrics is None:
-                add_metrics = compile_metric_sum(metrics)
-            metric_sums = metrics if metric_sums is None else add_metrics(metric_sums, metrics)
-        window_steps += 1
+            window.add(metrics, input_wait)
+        if first:
+            # The one read outside the logging steps: a person sees the run work at once.
+            first_metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            reporter.line(f"step {step}: compiled and ran in "
+                          f"{time.perf_counter() - compile_start:.1f} s; "
+                          f"{_progress_line(first_metrics)}")
+        reporter.advance()
         if step % config.log_every_steps == 0 or step == config.num_train_steps:
-            means = {k: float(v) / window_steps for k, v in jax.device_get(metric_sums).items()}
-            elapsed = time.perf_counter() - window_start
-            skipped_in_window = 0
-            if "nonfinite_updates" in means:  # a running total: its window mean is not wanted
-                total = int(jax.device_get(metrics["nonfinite_updates"]))
-                skipped_in_window, nonfinite_total = total - nonfinite_total, total
-                means["nonfinite_updates"] = float(total)
+            means = window.means()
             # A skipped step still reports its non-finite loss; only a window in which every
             # step was non-finite (or any, without skipping) stops the run.
             if not np.isfinite(means["loss"]) and (
                     not config.get("skip_nonfinite_updates", False)
-                    or skipped_in_window >= window_steps):
+                    or window.skipped >= window.steps_read):
+                reporter.close()
                 raise NonFiniteLoss(
                     f"the training loss became {means['loss']} between steps "
-                    f"{step - window_steps + 1} and {step}; the checkpoints in {workdir} hold "
-                    f"the last finite state. Lower learning_rate or grad_clip_norm, or set "
+                    f"{step - window.steps_read + 1} and {step}; the checkpoints in {workdir} "
+                    f"hold the last finite state. Lower learning_rate or grad_clip_norm, or set "
                     f"skip_nonfinite_updates=True")
-            means["steps_per_second"] = window_steps / elapsed
-            means["images_per_second"] = window_steps * config.batch_size / elapsed
-            means["input_wait_fraction"] = wait_time / elapsed
-            if "bpp_base" in means:
-                means["bpp_denoised_stream"] = means["bpp_base"] + means.get("bpp_side", 0.0)
             last_metrics = means
+            reporter.line(f"step {step}/{config.num_train_steps} {_progress_line(means)}")
+            reporter.summarize(means)
             if is_chief:
-                logging.info("step %d: %s", step, _progress_line(means))
-                print(f"step {step}/{config.num_train_steps} {_progress_line(means)}",
-                      flush=True)
                 _write_summaries(writer, step, means)
-            metric_sums, window_steps, wait_time = None, 0, 0.0
-            window_start = time.perf_counter()
         if step % config.eval_every_steps == 0 or step == config.num_train_steps:
-            for prefix, images in eval_sets:
-                eval_metrics = evaluate_folder(model, local_copy(state.params), images,
+            for prefix, held_out in eval_sets:
+                eval_metrics = evaluate_images(model, local_copy(state.params), held_out,
                                                config.eval_noise or config.noise, config.seed,
                                                config.target)
                 last_metrics.update({f"{prefix}_{k}": v for k, v in eval_metrics.items()})
-                if is_chief:
-                    print(f"{prefix} step {step}: {_progress_line(eval_metrics)}", flush=True)
-                    _write_summaries(writer, step, eval_metrics, prefix=prefix)
+                reporter.line(f"{prefix} step {step}: {_progress_line(eval_metrics)}")
+                _write_summaries(writer, step, eval_metrics, prefix=prefix)
         if step % config.checkpoint_every_steps == 0 or step == config.num_train_steps:
             save(step)
     if manager.latest_step() is None or manager.latest_step() < config.num_train_steps:
         save(int(jax.device_get(state.step)))
     manager.wait_until_finished()
     manager.close()
+    reporter.close()
     last_metrics["checkpoint"] = os.path.join(workdir, checkpoints.CHECKPOINT_SUBDIR,
                                               str(manager.latest_step()))
     if is_chief:
@@ -492,11 +500,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return last_metrics
 
 
-def _progress_line(metrics: dict) -> str:
+def _progress_line(metrics: dict, short: bool = False) -> str:
     order = ("loss", "bpp", "bpp_denoised_stream", "bpp_side", "bpp_base", "bpp_enhancement",
              "psnr_denoised", "psnr_noisy_reconstruction", "psnr_reconstruction",
              "psnr_noisy_input", "learning_rate", "grad_norm", "steps_per_second",
-             "images_per_second", "input_wait_fraction",
-             "nonfinite_updates")
+             "images_per_second", "input_wait_fraction", "nonfinite_updates")
+    if short:
+        order = ("loss", "bpp", "psnr_denoised", "psnr_reconstruction")
     parts = [f"{k}={metrics[k]:.4g}" for k in order if k in metrics]
     return " ".join(parts)

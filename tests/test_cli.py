@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codec_models import generated_image, perturbed, save_checkpoint, tiny_model
+from conftest import generated_image, perturbed, save_checkpoint, tiny_model
 from jdc_jax import images
 from jdc_jax.__main__ import main
 from jdc_jax.codec import Codec, file_format
@@ -40,6 +40,7 @@ def _python(*args, **kwargs):
                           env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=300, **kwargs)
 
 
+@pytest.mark.slow
 def test_fresh_process_compresses_identical_bytes_and_decodes_identical_pixels(setup):
     folder, checkpoint = setup["folder"], setup["checkpoint"]
     script = f"""
@@ -62,6 +63,7 @@ assert "tensorflow" not in sys.modules, "the codec command line imported TensorF
                                   setup["decoded"]["denoised"])
 
 
+@pytest.mark.slow
 def test_module_entry_point_prints_info_and_exits_nonzero_on_errors(setup):
     folder = setup["folder"]
     result = _python("-m", "jdc_jax", "info", str(folder / "base_only.jdc"))
@@ -75,6 +77,7 @@ def test_module_entry_point_prints_info_and_exits_nonzero_on_errors(setup):
     assert result.stderr.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_importing_the_command_line_loads_neither_tensorflow_nor_jax():
     result = _python("-c", "import sys, jdc_jax.__main__; "
                            "print(sorted({'tensorflow', 'jax'} & set(sys.modules)))")

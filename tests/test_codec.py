@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from codec_models import generated_image, perturbed, save_checkpoint, tiny_model
+from conftest import generated_image, perturbed, save_checkpoint, tiny_model
 from jdc_jax import images
 from jdc_jax.codec import Codec, api, file_format
 
@@ -58,7 +58,7 @@ def test_decoded_symbols_and_images_equal_encoder_and_forward_pass(name):
         assert decoding.image.shape == (70, 100, 3)
         assert np.max(np.abs(decoding.image - expected)) <= 1e-4
         np.testing.assert_array_equal(codec.decompress(encoding.data, output),
-                                      api.to_uint8(decoding.image))
+                                      images.to_uint8(decoding.image))
 
 
 def test_serial_latents_are_the_rounded_analysis_output():
@@ -187,7 +187,8 @@ def test_grey_and_rgba_images_are_coded_as_rgb(capsys):
     rgba = np.concatenate([rgb, np.full((40, 50, 1), 7, np.uint8)], axis=-1)
     assert codec.compress(rgba) == codec.compress(rgb)
     notes = capsys.readouterr().err
-    assert "converted the grey image to RGB" in notes and "dropped the image's alpha" in notes
+    assert "note: the image: converted grey to RGB" in notes
+    assert "note: the image: dropped the alpha channel" in notes
 
 
 @pytest.mark.parametrize("image,message", [

@@ -12,9 +12,9 @@ import jax
 import numpy as np
 import pytest
 
-from codec_models import generated_image, tiny_model
+from conftest import generated_image, tiny_model
 from jdc_jax.models import registry
-from jdc_jax import train
+from jdc_jax import sharding, train
 from jdc_jax.codec import Codec
 from jdc_jax.compilation_count import count_compilations
 from jdc_jax.default_config import apply_smoke, get_config
@@ -48,6 +48,7 @@ def test_counter_sees_only_compilations_inside_its_block():
     assert (inner.count, outer.count) == (1, 2)
 
 
+@pytest.mark.slow
 def test_executable_loaded_from_persistent_cache_is_not_counted(tmp_path):
     # In a fresh process: a persistent cache stays attached to the process that opened it.
     script = textwrap.dedent(f"""
@@ -87,13 +88,13 @@ class TinyTraining:
         config.denoiser_depth, config.denoiser_features = 3, 8
         config.crop_size, config.batch_size = 64, 2
         self.config = config
-        self.mesh = train.make_mesh()
+        self.mesh = sharding.make_mesh()
         model = registry.model_from_config(config)
         tx = train.make_optimizer(config)
         init_rng, step_rng = jax.random.split(jax.random.key(0))
-        self.state = train.replicate(train.create_train_state(config, model, tx, init_rng),
+        self.state = sharding.replicate(train.create_train_state(config, model, tx, init_rng),
                                      self.mesh)
-        self.step_rng = train.replicate(step_rng, self.mesh)
+        self.step_rng = sharding.replicate(step_rng, self.mesh)
         self.compiled_step = train.compile_train_step(model, tx, config, self.mesh, self.state)
         self.rng = np.random.default_rng(0)
 
@@ -104,7 +105,7 @@ class TinyTraining:
 
     def step(self, local_batch: dict) -> None:
         with jax.transfer_guard("disallow"):
-            inputs = train.global_batch(local_batch, self.mesh)
+            inputs = sharding.global_batch(local_batch, self.mesh)
             self.state, _ = self.compiled_step(self.state, inputs, self.step_rng)
 
 

@@ -185,6 +185,7 @@ def test_wrong_architecture_is_refused_by_the_first_key_it_lacks():
         convert.convert_state_dict("mbt2019", state)
 
 
+@pytest.mark.slow
 def test_command_line_writes_nothing_when_the_state_dict_is_broken(tmp_path):
     _, state = load_fixture("bmshj2018-hyperprior")
     del state["g_s.6.bias"]
@@ -223,3 +224,31 @@ def test_converted_model_writes_jdc_files_at_compressai_estimated_rate(arch, tmp
     np.testing.assert_array_equal(codec.decompress(small, "reconstruction"),
                                   codec.decompress(codec.compress(data["image"]),
                                                    "reconstruction"))
+
+
+def test_converted_checkpoint_starts_a_fine_tune_with_its_exact_weights(tmp_path):
+    """--config.init_from=DIR with a converted model: the config names the same architecture
+    (kind, widths, prior widths, stored medians) and training starts from CompressAI's weights."""
+    from jdc_jax import checkpoints, train
+    from jdc_jax.default_config import get_config
+
+    _, state = load_fixture("mbt2018-mean")
+    params, converted = convert.convert_state_dict("mbt2018-mean", state)
+    out = convert.write_checkpoint(params, converted, tmp_path / "converted")
+    config = get_config()
+    for field in ("model", "channels", "latent_channels", "context_model",
+                  "parameter_network", "stored_medians"):
+        setattr(config, field, converted[field])
+    config.prior_filters = tuple(converted["prior_filters"])
+    config.crop_size, config.init_from = 64, str(out)
+    model = model_from_config(config)
+    started = train.create_train_state(config, model, train.make_optimizer(config),
+                                       jax.random.key(0))
+    saved, _, step = checkpoints.restore_params(out)
+    assert step == 0
+    flat = jax.tree_util.tree_leaves_with_path(started.params)
+    assert len(flat) == len(jax.tree_util.tree_leaves(saved))
+    for (path, ours), theirs in zip(flat, jax.tree_util.tree_leaves(saved)):
+        np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs), err_msg=str(path))
+    np.testing.assert_array_equal(np.asarray(started.params["side_prior"]["medians"]),
+                                  state["entropy_bottleneck.quantiles"][:, 0, 1])

@@ -9,7 +9,7 @@ from PIL import Image
 from jdc_jax import evaluate, noise, results
 from jdc_jax.codec import Codec, file_format
 from jdc_jax.models import build_model, init_params
-from tests.codec_models import generated_image, perturbed, save_checkpoint, tiny_model
+from conftest import generated_image, perturbed, save_checkpoint, tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +55,7 @@ def run(argv):
     return evaluate.main([str(a) for a in argv])
 
 
+@pytest.mark.slow
 def test_jicd_evaluation_writes_real_file_rates_and_both_tasks(tmp_path, dataset_dir,
                                                                checkpoints):
     out = tmp_path / "jicd.json"
@@ -80,6 +81,7 @@ def test_jicd_evaluation_writes_real_file_rates_and_both_tasks(tmp_path, dataset
     assert document["meta"]["noise"] == "awgn:25" and document["meta"]["images"] == 2
 
 
+@pytest.mark.slow
 def test_cascade_and_reference_baselines(tmp_path, dataset_dir, checkpoints):
     common = ["--dataset", f"folder:{dataset_dir}", "--noise", "awgn:50", "--seed", 0]
     cascade = tmp_path / "cascade.json"
@@ -110,10 +112,11 @@ def test_every_method_sees_identical_noisy_inputs(dataset_dir):
     assert not np.array_equal(a, c)
 
 
+@pytest.mark.slow
 def test_bad_arguments_exit_with_a_message(tmp_path, capsys, checkpoints, dataset_dir):
     assert run(["--checkpoints", *checkpoints["codec"], "--dataset", f"folder:{tmp_path}/none",
                 "--noise", "awgn:25", "--name", "x", "--out", tmp_path / "x.json"]) == 2
-    assert "dataset folder does not exist" in capsys.readouterr().err
+    assert "image folder does not exist" in capsys.readouterr().err
     assert run(["--checkpoints", *checkpoints["codec"], "--dataset", f"folder:{tmp_path}",
                 "--noise", "awgn:25", "--name", "x", "--out", tmp_path / "x.json"]) == 2
     assert "no images" in capsys.readouterr().err

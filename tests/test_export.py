@@ -14,7 +14,7 @@ import jaxlib
 import numpy as np
 import pytest
 
-from codec_models import generated_image, save_checkpoint, tiny_model
+from conftest import generated_image, save_checkpoint, tiny_model
 import jdc_jax
 from jdc_jax import export, exported
 from jdc_jax.codec import Codec, file_format
@@ -46,6 +46,7 @@ def packages(tmp_path_factory):
     return result
 
 
+@pytest.mark.slow
 def test_fresh_process_codes_identical_bytes_and_pixels_without_model_code(packages):
     folder = packages["jicd"]["folder"]
     for kind, setup in packages.items():
@@ -146,6 +147,7 @@ def test_forged_model_id_in_the_manifest_is_refused(packages, tmp_path):
         exported.Codec.load(package)
 
 
+@pytest.mark.slow
 def test_existing_package_is_replaced_only_when_asked(packages, capsys):
     setup = packages["hyperprior"]
     package = setup["package"]

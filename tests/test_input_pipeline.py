@@ -8,9 +8,10 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from jdc_jax import images
+from jdc_jax import data_sources, images
 from jdc_jax import input_pipeline
 from jdc_jax import noise
+from jdc_jax.noise import tf_noise
 
 DOCUMENTED_PRACTICAL_MEDIAN_STD = {"R": 14.0, "G": 9.6, "B": 13.4}
 
@@ -32,7 +33,7 @@ def textured_image(seed: int, size: int = 24, low: int = 0, high: int = 256) -> 
 
 
 def first_batches(dataset, count: int) -> list[dict]:
-    iterator = input_pipeline.as_numpy(dataset)
+    iterator = dataset.as_numpy_iterator()
     return [next(iterator) for _ in range(count)]
 
 
@@ -40,8 +41,8 @@ def noise_over_seeds(spec: str, level: int, count: int, size: int, quantized: bo
     """`count` noisy versions of a grey image, one per stateless seed, made inside tf.data."""
     parsed = noise.parse_noise_spec(spec)
     clean = tf.fill([size, size, 3], tf.constant(level, tf.uint8))
-    synthesize = input_pipeline.add_noise_tf if quantized else \
-        input_pipeline.synthesize_unclipped_tf
+    synthesize = tf_noise.add_noise_tf if quantized else \
+        tf_noise.synthesize_unclipped_tf
 
     def noisy(index):
         return synthesize(clean, parsed, tf.stack([index, tf.constant(7, tf.int64)]))
@@ -94,10 +95,10 @@ def test_tf_inverse_cdfs_equal_the_numpy_ones_including_shorter_tables():
               for table in (channel.a, channel.slope, channel.intercept)]
     tables += [noise.InverseCDF.from_samples(np.geomspace(1e-4, 1e-2, 5), log_space=True),
                noise.InverseCDF.from_samples(np.linspace(-1, 1, 40) ** 3)]
-    levels, values = input_pipeline._inverse_cdf_rows_tf(tables)
+    levels, values = tf_noise._inverse_cdf_rows_tf(tables)
     uniforms = np.concatenate([np.linspace(0, 0.999999, 101), noise.SIDD_QUANTILE_LEVELS[:-1]])
     for u in uniforms:
-        drawn = input_pipeline._interpolate_rows_tf(
+        drawn = tf_noise._interpolate_rows_tf(
             levels, values, tf.fill([len(tables)], tf.constant(u, tf.float64))).numpy()
         drawn = [np.exp(d) if t.log_space else d for d, t in zip(drawn, tables)]
         np.testing.assert_allclose(drawn, [t.sample(u) for t in tables], rtol=1e-12, atol=1e-15)
@@ -105,7 +106,7 @@ def test_tf_inverse_cdfs_equal_the_numpy_ones_including_shorter_tables():
 
 def test_tf_practical_parameters_have_positive_b_and_a_within_the_tables():
     parameters = noise.PracticalNoiseParameters.from_quantile_tables()
-    draw = tf.function(lambda seed: input_pipeline._draw_practical_tf(parameters, seed))
+    draw = tf.function(lambda seed: tf_noise._draw_practical_tf(parameters, seed))
     a, b = zip(*(draw(tf.constant([seed, 1], tf.int64)) for seed in range(200)))
     a, b = np.stack(a), np.stack(b)
     assert np.all(b > 0)
@@ -116,7 +117,7 @@ def test_tf_practical_parameters_have_positive_b_and_a_within_the_tables():
 
 def test_tf_quantization_clips_and_rounds_to_uint8():
     values = tf.constant([-3.0, 0.4, 0.6, 1.5, 2.5, 127.49, 254.6, 300.0])
-    quantized = input_pipeline.quantize_8bit_tf(values).numpy()
+    quantized = tf_noise.quantize_8bit_tf(values).numpy()
     assert quantized.dtype == np.uint8
     np.testing.assert_array_equal(quantized, [0, 0, 1, 2, 2, 127, 255, 255])
 
@@ -315,8 +316,8 @@ def test_iterator_restored_from_a_checkpoint_continues_with_the_same_batch(tmp_p
 
 
 def test_builtin_source_and_grey_or_rgba_files_give_rgb_crops(tmp_path):
-    for name in input_pipeline.BUILTIN_IMAGES:
-        assert images.image_size(os.path.join(input_pipeline.skimage.data.data_dir, name))
+    for path in data_sources.source_files(data_sources.parse_data_source("builtin"))["clean"]:
+        assert images.image_size(path)
     batch = first_batches(input_pipeline.create_train_dataset(
         "builtin", "awgn:15", batch_size=2, crop_size=64, seed=0), 1)[0]
     assert batch["clean"].shape == (2, 64, 64, 3) and batch["clean"].dtype == np.uint8
@@ -335,8 +336,27 @@ def test_builtin_source_and_grey_or_rgba_files_give_rgb_crops(tmp_path):
     assert {int(v) for v in np.unique(clean)} >= {50} and len(np.unique(clean)) > 2
 
 
-def test_eval_images_are_named_relative_to_their_folder(tmp_path):
-    write_folder(tmp_path, {"b.png": uniform_image(5, 3, 4), "sub/a.png": uniform_image(9)})
-    loaded = input_pipeline.create_eval_images(str(tmp_path))
-    assert [name for name, _ in loaded] == ["b.png", "sub/a.png"]
-    assert loaded[0][1].shape == (3, 4, 3) and int(loaded[1][1][0, 0, 0]) == 9
+def test_folder_images_are_named_by_their_path_relative_to_the_folder(tmp_path):
+    write_folder(tmp_path, {"b.png": uniform_image(5, 3, 4), "sub/a.png": uniform_image(9),
+                            "other/a.png": uniform_image(9)})
+    loaded = images.load_folder(tmp_path)
+    assert [name for name, _ in loaded] == ["b.png", "other/a.png", "sub/a.png"]
+    assert loaded[0][1].shape == (3, 4, 3) and int(loaded[2][1][0, 0, 0]) == 9
+
+
+def test_training_evaluation_and_the_evaluation_tool_see_the_same_noisy_images(tmp_path):
+    """Both name an image by its path relative to the dataset (the noise seed): nested folders
+    get the same noise in both, and equal file names in two folders get different noise."""
+    from jdc_jax import evaluate
+
+    write_folder(tmp_path, {"x/a.png": uniform_image(128, 32, 32),
+                            "y/a.png": uniform_image(128, 32, 32)})
+    spec = noise.parse_noise_spec("awgn:25")
+    training_side = {name: noise.noisy_for_file(image, name, spec, 0)
+                     for name, image in images.load_folder(tmp_path)}
+    tool_side = {name: noise.noisy_for_file(image, name, spec, 0)
+                 for name, image in evaluate.load_dataset(f"folder:{tmp_path}")}
+    assert sorted(training_side) == sorted(tool_side) == ["x/a.png", "y/a.png"]
+    for name in training_side:
+        np.testing.assert_array_equal(training_side[name], tool_side[name])
+    assert not np.array_equal(training_side["x/a.png"], training_side["y/a.png"])

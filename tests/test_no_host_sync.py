@@ -17,7 +17,7 @@ from jax._src.array import ArrayImpl
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from jdc_jax.models import registry
-from jdc_jax import train
+from jdc_jax import sharding, train
 from jdc_jax.default_config import apply_smoke, get_config
 
 HOST_TO_DEVICE_REFUSED = "Disallowed host-to-device transfer"
@@ -72,13 +72,13 @@ def host_batch(config):
 def test_compiled_steps_transfer_and_read_nothing_until_the_metrics_are_fetched(monkeypatch):
     config = tiny_denoiser_config()
     model, tx, mesh = registry.model_from_config(config), train.make_optimizer(config), \
-        train.make_mesh()
+        sharding.make_mesh()
     replicated = NamedSharding(mesh, P())
     state = jax.device_put(train.create_train_state(config, model, tx, jax.random.key(0)),
                            replicated)
     rng = jax.device_put(jax.random.key(1), replicated)
     step = train.compile_train_step(model, tx, config, mesh, state)
-    batch = train.global_batch(host_batch(config), mesh)
+    batch = sharding.global_batch(host_batch(config), mesh)
     state, metrics = step(state, batch, rng)  # compiles outside the probes
 
     reads = HostReads(monkeypatch)
@@ -101,6 +101,7 @@ def test_compiled_steps_transfer_and_read_nothing_until_the_metrics_are_fetched(
     assert len(reads.at_steps) == before + 1
 
 
+@pytest.mark.slow
 def test_training_loop_reads_device_values_only_at_logging_steps(monkeypatch, tmp_path):
     reads = HostReads(monkeypatch)
     compile_train_step = train.compile_train_step
@@ -110,11 +111,13 @@ def test_training_loop_reads_device_values_only_at_logging_steps(monkeypatch, tm
                                   checkpoint_every_steps=6, eval_every_steps=6)
     metrics = train.train_and_evaluate(config, str(tmp_path / "work"))
     assert reads.steps_run == 6
-    # Set-up reads the start step (0); then only the logging steps 3 and 6 (6 also saves).
-    assert sorted(set(reads.at_steps)) == [0, 3, 6]
+    # Set-up reads the start step (0); the first step's metrics are printed once (1); then only
+    # the logging steps 3 and 6 (6 also saves).
+    assert sorted(set(reads.at_steps)) == [0, 1, 3, 6]
     assert np.isfinite(metrics["loss"])
 
 
+@pytest.mark.slow
 def test_training_loop_refuses_an_implicit_transfer_between_logging_steps(monkeypatch,
                                                                           tmp_path):
     # A batch left on the host would be copied implicitly by every step call.

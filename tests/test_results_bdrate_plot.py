@@ -229,6 +229,7 @@ def test_bdrate_table_flags_low_overlap():
     assert bdrate.format_markdown(table).splitlines()[-1] == "| T | -10.87 (overlap 40%) |"
 
 
+@pytest.mark.slow
 def test_bdrate_cli_reports_missing_metric_key(rd_files, capsys):
     with pytest.raises(SystemExit) as exit_info:
         bdrate.main([rd_files["anchor"], rd_files["better"], "--metric", "ms-ssim"])
@@ -236,12 +237,14 @@ def test_bdrate_cli_reports_missing_metric_key(rd_files, capsys):
     assert "missing key results['ms-ssim']" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_bdrate_cli_rejects_reference_results(rd_files, capsys):
     with pytest.raises(SystemExit):
         bdrate.main([rd_files["anchor"], rd_files["cbm3d"]])
     assert "has no rate points" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_bdrate_runs_as_module(rd_files):
     completed = subprocess.run(
         [sys.executable, "-m", "jdc_jax.bdrate", rd_files["anchor"], rd_files["better"]],
@@ -255,6 +258,7 @@ def test_bdrate_runs_as_module(rd_files):
 # --- plots -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_plot_cli_writes_png_of_expected_size(rd_files, tmp_path):
     out = tmp_path / "figures" / "rd.png"
     completed = subprocess.run(
@@ -269,6 +273,7 @@ def test_plot_cli_writes_png_of_expected_size(rd_files, tmp_path):
     assert os.listdir(out.parent) == ["rd.png"]
 
 
+@pytest.mark.slow
 def test_plot_cli_dpi_sets_pixel_size(rd_files, tmp_path):
     out = tmp_path / "rd.png"
     assert plot.main([rd_files["anchor"], "--out", str(out), "--dpi", "50"]) == 0

@@ -4,7 +4,7 @@ files that are those of the untiled coder."""
 import numpy as np
 import pytest
 
-from codec_models import generated_image, tiny_model
+from conftest import generated_image, tiny_model
 from jdc_jax import export, exported
 from jdc_jax.codec import Codec, file_format
 from jdc_jax.codec.file_codec import FileCodec

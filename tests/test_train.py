@@ -6,58 +6,20 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from PIL import Image
 
-from jdc_jax import checkpoints, train
-from jdc_jax.models import registry
-from jdc_jax.default_config import get_config
+from conftest import REPO, load_config, tiny, write_images
+from jdc_jax import checkpoints, config_validation, sharding, train
 from jdc_jax.config_validation import ConfigError, validate_config
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def load_config(spec: str):
-    """configs/<file>.py[:variant] -> ConfigDict, as the --config flag would."""
-    import importlib.util
-
-    path, _, variant = spec.partition(":")
-    module_spec = importlib.util.spec_from_file_location("cfg", REPO / path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module.get_config(variant) if variant else module.get_config()
+from jdc_jax.default_config import get_config
+from jdc_jax.models import registry
 
 
-def write_images(folder: Path, sizes, seed=0):
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for i, (h, w) in enumerate(sizes):
-        ramp = np.linspace(0, 255, w)[None, :, None] * np.ones((h, 1, 3))
-        img = np.clip(ramp + rng.normal(0, 20, (h, w, 3)), 0, 255).astype(np.uint8)
-        Image.fromarray(img).save(folder / f"img{i}.png")
-    return folder
-
-
-def tiny(config, tmp_path, **overrides):
-    config.channels = config.latent_channels = 8
-    if config.model == "jicd":
-        config.base_channels = 6
-    config.denoiser_depth, config.denoiser_features = 3, 8
-    config.crop_size, config.batch_size = 64, 2
-    config.num_train_steps, config.log_every_steps = 3, 1
-    config.checkpoint_every_steps, config.eval_every_steps = 2, 3
-    config.eval_folder = str(write_images(tmp_path / "eval", [(70, 90), (64, 64)]))
-    config.shuffle_buffer = 4
-    for k, v in overrides.items():
-        setattr(config, k, v)
-    return config
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", ["configs/jicd.py:smoke", "configs/testolina.py:smoke",
                                   "configs/jdc.py:smoke", "configs/codec.py:smoke",
                                   "configs/denoiser.py:smoke"])
@@ -75,6 +37,7 @@ def test_every_config_trains_end_to_end(spec, tmp_path):
     assert step == 3 and restored_config["model"] == config.model
 
 
+@pytest.mark.slow
 def test_jdc_paired_and_teacher_variants_train(tmp_path):
     clean = write_images(tmp_path / "clean", [(80, 80), (96, 72)], seed=1)
     noisy = write_images(tmp_path / "noisy", [(80, 80), (96, 72)], seed=2)
@@ -90,6 +53,7 @@ def test_jdc_paired_and_teacher_variants_train(tmp_path):
     assert np.isfinite(train.train_and_evaluate(teacher, str(tmp_path / "student"))["loss"])
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_saved_step_with_identical_state(tmp_path):
     base = dict(num_train_steps=4, checkpoint_every_steps=2, eval_folder="")
     straight = tiny(load_config("configs/jicd.py:smoke"), tmp_path, **base)
@@ -105,6 +69,7 @@ def test_resume_continues_from_the_saved_step_with_identical_state(tmp_path):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_init_from_starts_from_another_models_parameters(tmp_path):
     donor = tiny(load_config("configs/denoiser.py:smoke"), tmp_path, num_train_steps=1,
                  eval_folder="")
@@ -113,6 +78,17 @@ def test_init_from_starts_from_another_models_parameters(tmp_path):
                  init_from=str(tmp_path / "donor"), num_train_steps=1, eval_folder="")
     with pytest.raises(ValueError, match="do not match"):
         train.train_and_evaluate(wrong, str(tmp_path / "wrong"))
+    # The same kind and sizes: the new run starts from exactly the donor's parameters.
+    fine_tune = tiny(load_config("configs/denoiser.py:smoke"), tmp_path, num_train_steps=1,
+                     eval_folder="", init_from=str(tmp_path / "donor"), learning_rate=1e-3)
+    model = registry.model_from_config(fine_tune)
+    state = train.create_train_state(fine_tune, model, train.make_optimizer(fine_tune),
+                                     jax.random.key(123))
+    donor_params, _, _ = checkpoints.restore_params(tmp_path / "donor")
+    leaves = jax.tree_util.tree_leaves(state.params)
+    assert len(leaves) == len(jax.tree_util.tree_leaves(donor_params)) > 0
+    for ours, theirs in zip(leaves, jax.tree_util.tree_leaves(donor_params)):
+        np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
 
 
 MULTI_DEVICE_SCRIPT = textwrap.dedent("""
@@ -120,8 +96,8 @@ MULTI_DEVICE_SCRIPT = textwrap.dedent("""
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
     import jax, numpy as np
     sys.path.insert(0, sys.argv[1])
-    from tests.test_train import load_config
-    from jdc_jax import train
+    from tests.conftest import load_config
+    from jdc_jax import sharding, train
     from jdc_jax.models import registry
     config = load_config("configs/jicd.py:smoke")
     config.channels = config.latent_channels = 8
@@ -134,10 +110,10 @@ MULTI_DEVICE_SCRIPT = textwrap.dedent("""
     noisy = np.clip(clean + rng.normal(0, 25, clean.shape), 0, 255).astype(np.uint8)
     results = []
     for devices in (jax.devices()[:1], jax.devices()):
-        mesh = train.make_mesh(devices)
+        mesh = sharding.make_mesh(devices)
         state = train.create_train_state(config, model, tx, jax.random.key(0))
         step = train.compile_train_step(model, tx, config, mesh, state)
-        batch = train.global_batch({"noisy": noisy, "clean": clean}, mesh)
+        batch = sharding.global_batch({"noisy": noisy, "clean": clean}, mesh)
         for _ in range(2):
             state, metrics = step(state, batch, jax.random.key(1))
         leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(state.params)]
@@ -148,6 +124,7 @@ MULTI_DEVICE_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_four_devices_give_the_same_loss_and_parameters_as_one(tmp_path):
     script = tmp_path / "multi_device.py"
     script.write_text(MULTI_DEVICE_SCRIPT)
@@ -162,7 +139,7 @@ def test_four_devices_give_the_same_loss_and_parameters_as_one(tmp_path):
 
 @pytest.mark.parametrize("field,value,message", [
     ("base_channels", 16, "base_channels"),
-    ("data_source", "ftp:somewhere", "unknown source"),
+    ("data_source", "ftp:somewhere", "unknown data source"),
     ("data_source", "folder:/nonexistent/folder", "does not exist"),
     ("rate_point", 7, "rate_point"),
     ("context_model", "diagonal", "context_model"),
@@ -178,13 +155,14 @@ def test_empty_folder_and_crop_larger_than_every_image_are_refused(tmp_path):
     config = load_config("configs/jicd.py:smoke")
     (tmp_path / "empty").mkdir()
     config.data_source = f"folder:{tmp_path / 'empty'}"
-    with pytest.raises(ConfigError, match="no PNG/JPEG images"):
+    with pytest.raises(ConfigError, match="data_source: no images"):
         validate_config(config)
     config.data_source = f"folder:{write_images(tmp_path / 'small', [(40, 50), (60, 30)])}"
     with pytest.raises(ConfigError, match="larger than every image"):
         validate_config(config)
 
 
+@pytest.mark.slow
 def test_main_runs_the_smoke_job_from_the_command_line(tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "jdc_jax.main", "--config=configs/jicd.py:smoke",
@@ -197,6 +175,7 @@ def test_main_runs_the_smoke_job_from_the_command_line(tmp_path):
     assert f"checkpoint: {tmp_path / 'work' / 'checkpoints' / '2'}" in out.stdout
 
 
+@pytest.mark.slow
 def test_training_loop_compiles_nothing_after_its_first_step(tmp_path):
     from jdc_jax.compilation_count import count_compilations
 
@@ -213,6 +192,7 @@ def test_training_loop_compiles_nothing_after_its_first_step(tmp_path):
     assert counts[1]["jit(train_step)"] == 1
 
 
+@pytest.mark.slow
 def test_a_diverging_run_stops_with_a_message_naming_the_steps(tmp_path):
     config = tiny(load_config("configs/denoiser.py:smoke"), tmp_path, learning_rate=1e30,
                   num_train_steps=4, log_every_steps=2, eval_folder="")
@@ -275,7 +255,7 @@ def test_module_lr_scales_multiply_that_modules_updates_only():
                                            ("g_s_full=fast", "expected MODULE=FACTOR")])
 def test_module_lr_scales_refuse_malformed_specs(spec, message):
     with pytest.raises(ValueError, match=message):
-        train.parse_module_lr_scales(spec)
+        config_validation.parse_module_lr_scales(spec)
 
 
 def test_module_lr_scales_refuse_a_module_the_model_lacks():
@@ -287,6 +267,7 @@ def test_module_lr_scales_refuse_a_module_the_model_lacks():
         tx.update(params, tx.init(params), params, value=jnp.float32(1.0))
 
 
+@pytest.mark.slow
 def test_validation_folder_is_evaluated_beside_the_eval_folder(tmp_path):
     config = tiny(load_config("configs/jicd.py:smoke"), tmp_path, num_train_steps=1,
                   eval_every_steps=1,

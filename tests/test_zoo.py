@@ -4,7 +4,7 @@ models shipped in the package."""
 import numpy as np
 import pytest
 
-from codec_models import generated_image, save_checkpoint, tiny_model
+from conftest import generated_image, save_checkpoint, tiny_model
 from jdc_jax import images, zoo
 from jdc_jax.__main__ import main
 from jdc_jax.codec import Codec, file_format

@@ -39,19 +39,17 @@ from jdc_jax.codec.file_codec import (
     Encoding,
     FileCodec,
     SymbolsMismatch,
-    as_rgb_image,
-    to_uint8,
 )
 from jdc_jax.codec.model_functions import describe_model, model_functions, scope_weights
 from jdc_jax.codec.tiling import Tiling
 from jdc_jax.entropy import latent_coding
 from jdc_jax.entropy.tables import CodingTables
-from jdc_jax.images import pad_to_multiple
+from jdc_jax.images import as_rgb, pad_to_multiple, to_uint8
 from jdc_jax.models.registry import FIELDS_ADDED_LATER, model_from_config
 
 # The coding core's names are this module's too (`jdc_jax.codec.api.SymbolsMismatch`, ...).
 __all__ = ["Codec", "Decoding", "Encoding", "PADDING_MULTIPLE", "SymbolsMismatch",
-           "TABLES_DIRECTORY", "architecture", "as_rgb_image", "build_side_tables",
+           "TABLES_DIRECTORY", "architecture", "as_rgb", "build_side_tables",
            "load_or_build_tables", "model_identifier", "named_parameters", "pad_to_multiple",
            "parameters_digest", "to_uint8"]
 TABLES_DIRECTORY = "coding_tables"
@@ -79,10 +77,7 @@ class Codec(FileCodec):
         if streams not in STREAM_LAYOUTS:
             raise ValueError(f"{type(model).__name__} is not a codec model (its streams are "
                              f"{streams}, not one of {STREAM_LAYOUTS})")
-        kind = model_kind or model.kind
-        if kind not in file_format.MODEL_KINDS:
-            raise ValueError(f"model kind {kind!r} cannot be written to a .jdc file; expected "
-                             f"one of {file_format.MODEL_KINDS}")
+        kind = model_kind or model.kind  # FileCodec checks that files can name it
         self.model = model
         self.config = config
         self.params = jax.device_put(params)

@@ -65,15 +65,14 @@ import sys
 import zlib
 from typing import Callable, Mapping
 
-import jax
 import numpy as np
 
 from jdc_jax.codec import file_format, group_coding
 from jdc_jax.codec.file_info import file_info
 from jdc_jax.codec.tiling import LATENT_STRIDE, Tiling, tiled_analysis, tiled_synthesis
-from jdc_jax.entropy import range_coder
+from jdc_jax.entropy import latent_coding, range_coder
 from jdc_jax.entropy.tables import CodingTables
-from jdc_jax.images import pad_to_multiple
+from jdc_jax.images import as_rgb, pad_to_multiple, to_uint8
 
 # g_a downsamples by LATENT_STRIDE = 16 and h_a by 4 more: z is the image / 64.
 PADDING_MULTIPLE = 64
@@ -334,7 +333,7 @@ class FileCodec:
         """`compress`, also returning the coded symbols and quantized latents."""
         if layers not in ("full", "base"):
             raise ValueError(f"layers must be 'full' or 'base', got {layers!r}")
-        image = as_rgb_image(image)
+        image = as_rgb(image)
         height, width = image.shape[:2]
         padded = pad_to_multiple(image, self.padding_multiple)
         y = tiled_analysis(self._functions.analysis, padded,
@@ -433,8 +432,7 @@ class FileCodec:
 
     @property
     def _round_around_mean(self) -> bool:
-        # Only the serial context cannot: its mean depends on already quantized neighbours.
-        return self.context_model != "serial"
+        return latent_coding.rounds_around_mean(self.context_model)
 
     def _serial_step(self, stream: str):
         """(psi_at, taps, extra_at) -> (2, C) numpy: the group's per-position parameters, with
@@ -551,40 +549,3 @@ def _decode_factorized_symbols(payload: bytes, shape, tables: CodingTables) -> n
 def _crc32(symbols: np.ndarray) -> int:
     """CRC-32 of symbols as int32 little-endian, in their (coding) order."""
     return zlib.crc32(np.asarray(symbols).astype("<i4").tobytes())
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """A [0, 1] float image as uint8 [0, 255]: round, clip (non-finite values become 0)."""
-    image = np.nan_to_num(np.asarray(image, np.float64), nan=0.0, posinf=1.0, neginf=0.0)
-    return np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
-
-
-def as_rgb_image(image) -> np.ndarray:
-    """`image` as uint8 (H, W, 3). Grey (H, W) / (H, W, 1) is replicated and an alpha channel
-    ((H, W, 2) grey-alpha, (H, W, 4) RGBA) dropped, each with a note on stderr; anything else
-    (another dtype, shape or an empty or oversized image) raises ValueError."""
-    if not isinstance(image, (np.ndarray, jax.Array)):
-        raise ValueError(f"image must be a uint8 numpy array (H, W, 3), got "
-                         f"{type(image).__name__}")
-    image = np.asarray(image)
-    if image.dtype != np.uint8:
-        raise ValueError(f"image must be uint8 in [0, 255], got dtype {image.dtype}; for a "
-                         f"[0, 1] float image use np.round(image * 255).astype(np.uint8)")
-    if image.ndim == 2:
-        image = image[:, :, None]
-    if image.ndim != 3 or image.shape[-1] not in (1, 2, 3, 4):
-        raise ValueError(f"image must be (H, W, 3) RGB (or grey / with alpha), got shape "
-                         f"{image.shape}")
-    height, width, channels = image.shape
-    if not (1 <= height <= file_format.MAX_IMAGE_SIDE and 1 <= width <= file_format.MAX_IMAGE_SIDE
-            and height * width <= file_format.MAX_IMAGE_PIXELS):
-        raise ValueError(f"image size {height}x{width} is outside 1 to "
-                         f"{file_format.MAX_IMAGE_SIDE} pixels per side (at most "
-                         f"{file_format.MAX_IMAGE_PIXELS} pixels)")
-    if channels in (2, 4):
-        print("note: dropped the image's alpha channel", file=sys.stderr)
-        image = image[:, :, : channels - 1]
-    if image.shape[-1] == 1:
-        print("note: converted the grey image to RGB", file=sys.stderr)
-        image = np.repeat(image, 3, axis=-1)
-    return np.ascontiguousarray(image)

@@ -65,9 +65,14 @@ from typing import Callable, Mapping
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 
+from jdc_jax import checkpoints
+from jdc_jax.codec import api
+from jdc_jax.default_config import get_config
 from jdc_jax.entropy import gaussian
 from jdc_jax.layers.conv import masked_conv_mask
+from jdc_jax.models.registry import model_from_config
 
 PEDESTAL = float(np.float32(2.0 ** -18) ** 2)
 GDN_BETA_MIN = 1e-6
@@ -320,7 +325,9 @@ def _factorized(sd: _StateDict) -> tuple[dict, tuple]:
     return {"g_a": balle_analysis(sd), "prior": prior, "g_s": balle_synthesis(sd)}, filters
 
 
-def _scale_hyperprior(sd: _StateDict) -> tuple[dict, tuple]:
+def _balle_hyperprior(sd: _StateDict, *, swap_parameters: bool) -> tuple[dict, tuple]:
+    """The Balle transforms with a 3-layer hyper analysis and a (transposed, transposed, 3x3)
+    hyper synthesis: bmshj2018-hyperprior, mbt2018-mean and mbt2018 (before its context)."""
     check_gaussian_conditional(sd)
     prior, filters = entropy_bottleneck(sd)
     return {
@@ -328,23 +335,18 @@ def _scale_hyperprior(sd: _StateDict) -> tuple[dict, tuple]:
         "h_a": {f"conv{i}": conv(sd, f"h_a.{2 * i}") for i in range(3)},
         "side_prior": prior,
         "h_s": {"tconv0": transposed_conv(sd, "h_s.0"), "tconv1": transposed_conv(sd, "h_s.2"),
-                "conv2": conv(sd, "h_s.4")},
+                "conv2": conv(sd, "h_s.4", swap_outputs=swap_parameters)},
         "g_s": balle_synthesis(sd),
     }, filters
 
 
+def _scale_hyperprior(sd: _StateDict) -> tuple[dict, tuple]:
+    return _balle_hyperprior(sd, swap_parameters=False)  # h_s gives the scales alone
+
+
 def _mean_scale(sd: _StateDict, *, serial: bool) -> tuple[dict, tuple]:
-    check_gaussian_conditional(sd)
-    prior, filters = entropy_bottleneck(sd)
-    params = {
-        "g_a": balle_analysis(sd),
-        "h_a": {f"conv{i}": conv(sd, f"h_a.{2 * i}") for i in range(3)},
-        "side_prior": prior,
-        "h_s": {"tconv0": transposed_conv(sd, "h_s.0"), "tconv1": transposed_conv(sd, "h_s.2"),
-                # Without an EP network, h_s's output is (scales, means) itself.
-                "conv2": conv(sd, "h_s.4", swap_outputs=not serial)},
-        "g_s": balle_synthesis(sd),
-    }
+    # Without an EP network (mbt2018-mean), h_s's output is (scales, means) itself.
+    params, filters = _balle_hyperprior(sd, swap_parameters=not serial)
     if serial:
         params["base_parameters"] = dict(entropy_parameter_network(sd),
                                          context=masked_conv(sd, "context_prediction"))
@@ -402,8 +404,6 @@ def _split_sources(tree) -> tuple[dict, dict]:
 
 def model_config(arch: str, n: int, m: int, filters: tuple[int, ...]) -> dict:
     """The config of the converted model: the project's defaults with its architecture."""
-    from jdc_jax.default_config import get_config
-
     spec = ARCHITECTURES[arch]
     config = get_config()
     config.model = spec.kind
@@ -421,8 +421,6 @@ def convert_state_dict(arch: str, state_dict: Mapping[str, np.ndarray]) -> tuple
     """(params, config dict) of the model equal to a CompressAI state dict of `arch`.
 
     Raises ConversionError naming the key for a missing, unexpected or misshapen tensor."""
-    from jdc_jax.models.registry import model_from_config
-
     if arch not in ARCHITECTURES:
         raise ConversionError(f"unknown architecture {arch!r}; expected one of "
                               f"{', '.join(ARCHITECTURES)}")
@@ -494,10 +492,6 @@ def write_checkpoint(params: dict, config: dict, out: str | os.PathLike, *,
                      source: dict | None = None) -> Path:
     """Writes `params` and `config` as a checkpoint directory `out` (step 0) with its coding
     tables; the directory appears whole or not at all. Returns its path."""
-    from jdc_jax import checkpoints
-    from jdc_jax.codec import api
-    from jdc_jax.models.registry import model_from_config
-
     out = Path(out).absolute()
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} exists and is not empty; choose a new directory")
@@ -507,7 +501,6 @@ def write_checkpoint(params: dict, config: dict, out: str | os.PathLike, *,
         config = dict(config, converted_from=source or {})
         checkpoints.write_json_atomic(staging / "config.json", config)
         manager = checkpoints.checkpoint_manager(staging / checkpoints.CHECKPOINT_SUBDIR)
-        import orbax.checkpoint as ocp
         state = {"step": np.int32(0), "params": params}
         manager.save(0, args=ocp.args.Composite(state=ocp.args.PyTreeSave(state),
                                                 config=ocp.args.JsonSave(config)), force=True)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy.special import ndtr
+from scipy.special import ndtr, ndtri
 
 from jdc_jax.entropy import gaussian
 from jdc_jax.entropy.quantization import quantize
@@ -35,6 +35,13 @@ from jdc_jax.entropy.tables import CodingTables, quantize_pmf
 
 OFFSET_BINS = 17
 NUM_TABLES = len(gaussian.SCALE_TABLE) * OFFSET_BINS
+
+
+def rounds_around_mean(context_model: str) -> bool:
+    """Whether a latent group with this context model is rounded around its mean: all but the
+    serial context, whose mean depends on already quantized neighbours (module docstring).
+    The one place this rule lives; the model and the coder both ask it."""
+    return context_model != "serial"
 
 
 def quantization_offset(mean, round_around_mean: bool):
@@ -105,8 +112,6 @@ def build_latent_tables(precision: int = 16, tail_mass: float = 1e-9) -> CodingT
     P(r) = Phi((r + 1/2 - d_b) / sigma_s) - Phi((r - 1/2 - d_b) / sigma_s), d_b = b / 16 - 1/2,
     over r in [-L_s - 1, L_s + 1], L_s = ceil(sigma_s * Phi^-1(1 - tail_mass / 2)); the mass
     outside goes to the escape bin."""
-    from scipy.special import ndtri
-
     multiplier = -ndtri(tail_mass / 2)
     pmfs, offsets = [], []
     for sigma in gaussian.SCALE_TABLE:

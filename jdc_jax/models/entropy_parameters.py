@@ -159,9 +159,8 @@ class GroupEntropyParameters(nn.Module):
 
     @property
     def round_around_mean(self) -> bool:
-        """Whether y_hat is rounded around the predicted mean (see `entropy.latent_coding`).
-        Only the serial context cannot: its mean depends on already quantized neighbours."""
-        return self.context_model != "serial"
+        """Whether y_hat is rounded around the predicted mean (`latent_coding.rounds_around_mean`)."""
+        return latent_coding.rounds_around_mean(self.context_model)
 
     def quantize_and_model(self, psi, y, extra=None, *, train: bool, decoder_input: str = "ste"):
         """Quantizes a latent group and models it.

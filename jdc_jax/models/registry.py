@@ -12,6 +12,7 @@ from typing import Any, Mapping
 import jax
 import jax.numpy as jnp
 
+from jdc_jax import checkpoints
 from jdc_jax.models.cheng2020 import Cheng2020
 from jdc_jax.models.denoiser import Denoiser
 from jdc_jax.models.factorized_codec import FactorizedCodec
@@ -78,6 +79,16 @@ def model_from_config(config: Mapping[str, Any]) -> Any:
         fields[name.removeprefix("denoiser_")] = tuple(value) if isinstance(value, list) \
             else value
     return build_model(kind, dtype=jnp.dtype(config["dtype"]), **fields)
+
+
+def restore_model(path, kind: str | None = None):
+    """(model, params, config dict) of a checkpoint (any path `checkpoints.restore_params`
+    takes); ValueError naming the path when `kind` is given and the checkpoint holds another."""
+    params, config, _ = checkpoints.restore_params(path)
+    model = model_from_config(config)
+    if kind is not None and model.kind != kind:
+        raise ValueError(f"{path} holds a {config['model']!r} model, not a {kind}")
+    return model, params, config
 
 
 def init_params(model, rng, input_shape=(1, 256, 256, 3)):

@@ -20,9 +20,15 @@ import tempfile
 from pathlib import Path
 
 import jax
+import ml_collections
 import numpy as np
 
-from jdc_jax import zoo
+from jdc_jax import checkpoints, zoo
+from jdc_jax.codec.api import build_side_tables, model_identifier, parameters_digest
+from jdc_jax.entropy.latent_coding import build_latent_tables
+from jdc_jax.entropy.tables import CodingTables
+from jdc_jax.models.losses import rate_lambda
+from jdc_jax.models.registry import model_from_config
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 
@@ -43,14 +49,6 @@ def float16_params(params) -> dict[str, np.ndarray]:
 def build_entry(checkpoint: str, name: str, root: Path, description: str = "",
                 overwrite: bool = False) -> Path:
     """Writes the entry of `checkpoint` under `root`; returns its directory."""
-    import ml_collections
-
-    from jdc_jax import checkpoints
-    from jdc_jax.codec.api import build_side_tables, model_identifier, parameters_digest
-    from jdc_jax.entropy.latent_coding import build_latent_tables
-    from jdc_jax.models.losses import rate_lambda
-    from jdc_jax.models.registry import model_from_config
-
     params, config, step = checkpoints.restore_params(checkpoint)
     rate_point = int(config["rate_point"])
     destination = Path(root) / name / f"rate_point_{rate_point}"
@@ -92,8 +90,6 @@ def build_entry(checkpoint: str, name: str, root: Path, description: str = "",
 
 def _shared_latent_tables(root: Path, built):
     """The zoo's one latent table file: written when missing, else it must equal `built`."""
-    from jdc_jax.entropy.tables import CodingTables
-
     path = root / zoo.LATENT_TABLES_FILE
     if path.exists():
         stored = CodingTables.load(path)

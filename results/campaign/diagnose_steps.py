@@ -26,7 +26,7 @@ import optax
 import orbax.checkpoint as ocp
 import tensorflow as tf
 
-from jdc_jax import checkpoints, input_pipeline, train
+from jdc_jax import checkpoints, input_pipeline, sharding, train
 from jdc_jax.layers.gdn import GDN, from_reparametrized
 from jdc_jax.models.registry import model_from_config
 
@@ -100,7 +100,7 @@ def main(argv=None) -> int:
                   if "igdn" in jax.tree_util.keystr(path) and path[-1].key == "gamma"]
         return metrics, activations, module_norms, jnp.max(jnp.stack(gammas))
 
-    step = train.compile_train_step(model, tx, config, train.make_mesh(), state)
+    step = train.compile_train_step(model, tx, config, sharding.make_mesh(), state)
     for _ in range(args.steps):
         batch = {k: v.numpy() for k, v in next(iterator).items()}
         metrics, activations, norms, gamma = jax.device_get(diagnose(state, batch, step_rng))

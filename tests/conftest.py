@@ -1,26 +1,66 @@
-"""Tiny codec models, their parameters and saved checkpoints, shared by the codec and CLI tests."""
+"""Helpers shared by the tests: config loading, tiny training configs and image folders, and tiny
+codec models with their parameters and saved checkpoints.
+
+Tests import them (`from conftest import tiny_model`); subprocess scripts started by tests put
+the repository root on sys.path and import `tests.conftest`."""
 
 from __future__ import annotations
 
 import functools
+import importlib.util
+from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from PIL import Image
 
 from jdc_jax import checkpoints
 from jdc_jax.default_config import get_config
-from jdc_jax.models import build_model
+from jdc_jax.models import build_model, registry
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_config(spec: str):
+    """configs/<file>.py[:variant] -> ConfigDict, as the --config flag would."""
+    path, _, variant = spec.partition(":")
+    module_spec = importlib.util.spec_from_file_location("cfg", REPO / path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.get_config(variant) if variant else module.get_config()
+
+
+def write_images(folder: Path, sizes, seed=0):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i, (h, w) in enumerate(sizes):
+        ramp = np.linspace(0, 255, w)[None, :, None] * np.ones((h, 1, 3))
+        img = np.clip(ramp + rng.normal(0, 20, (h, w, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(folder / f"img{i}.png")
+    return folder
+
+
+def tiny(config, tmp_path, **overrides):
+    config.channels = config.latent_channels = 8
+    if config.model == "jicd":
+        config.base_channels = 6
+    config.denoiser_depth, config.denoiser_features = 3, 8
+    config.crop_size, config.batch_size = 64, 2
+    config.num_train_steps, config.log_every_steps = 3, 1
+    config.checkpoint_every_steps, config.eval_every_steps = 2, 3
+    config.eval_folder = str(write_images(tmp_path / "eval", [(70, 90), (64, 64)]))
+    config.shuffle_buffer = 4
+    for k, v in overrides.items():
+        setattr(config, k, v)
+    return config
+
 
 TINY = dict(channels=16, latent_channels=16)
 TINY_FIELDS = {"jicd": dict(TINY, base_channels=12, context_model="serial"),
                "codec": dict(TINY, context_model="serial"),
                "hyperprior": dict(TINY, context_model="none"),
                "factorized": dict(TINY)}
-# Only the initial values matter, so the init program is compiled without optimization: about
-# three times faster on CPU.
-_FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 # Random initialisation predicts scales near 0 for latents of standard deviation ~1: most symbols
 # would then fall in the tables' escape bin, where the estimate's likelihood floor (1e-9, 30 bits)
 # says nothing about the coded size. A scale bias of this size makes the model's rate estimate
@@ -30,10 +70,8 @@ SCALE_BIAS = 1.5
 
 @functools.lru_cache(maxsize=None)
 def _initial_params(kind: str, fields: tuple):
-    model = build_model(kind, **dict(fields))
-    x = jnp.zeros((1, 64, 64, 3), jnp.float32)
-    init = jax.jit(lambda x: model.init({"params": jax.random.key(0)}, x, train=False))
-    params = init.lower(x).compile(compiler_options=_FAST_COMPILE)(x)["params"]
+    params = registry.init_params(build_model(kind, **dict(fields)), jax.random.key(0),
+                                  (1, 64, 64, 3))
     params = jax.tree.map(np.array, params)
     for group in ("base_parameters", "enhancement_parameters"):
         if group in params:

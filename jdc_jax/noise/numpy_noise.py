@@ -37,7 +37,7 @@ Noise spec strings (`parse_noise_spec`), shared by configs, the input pipeline a
 
 `add_noise` maps a uint8 (H, W, 3) image to a uint8 (H, W, 3) noisy image; `synthesize_unclipped`
 is the same before clipping and rounding (float64, 8-bit units). The tf.data pipeline implements
-the same models with TF ops (`input_pipeline`).
+the same models with TF ops (`tf_noise`).
 """
 
 from __future__ import annotations
