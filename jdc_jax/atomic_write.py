@@ -11,7 +11,9 @@ import secrets
 
 
 def write_bytes_atomic(path: str | os.PathLike, payload: bytes) -> None:
-    """Writes `payload` to `path`; missing parent directories are created."""
+    """Writes `payload` to `path`; missing parent directories are created. On any error (a full
+    disk: OSError ENOSPC) the temporary file is removed and `path` is left as it was; an
+    OSError that names no file is raised again naming `path`."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
@@ -25,7 +27,10 @@ def write_bytes_atomic(path: str | os.PathLike, payload: bytes) -> None:
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(temporary):
             os.remove(temporary)
+        if isinstance(error, OSError) and error.filename is None and error.errno is not None:
+            # "No space left on device" alone does not say which write failed.
+            raise OSError(error.errno, error.strerror, path) from error
         raise

@@ -27,6 +27,11 @@ BUILTIN_IMAGES = ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left
                   "motorcycle_right.png", "rocket.jpg")
 
 
+class SourceUnavailable(ValueError):
+    """A data source that names something real but cannot be read on this machine (a TFDS
+    dataset that is neither prepared in the data directory nor downloadable from here)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class DataSource:
     """A parsed `data_source`: its kind and, per kind, the folder(s) or the TFDS name."""

@@ -10,7 +10,11 @@ alike):
   ...`` to stderr.
 - images with more than 8 bits per sample (modes I;16*, I, F, and 16-bit PNG / TIFF, which
   Pillow would otherwise silently truncate to 8 bits) raise ValueError, as do files that are
-  not images.
+  not images (empty, text, truncated or damaged beyond decoding).
+- a header that declares more pixels than the `.jdc` format holds (`file_format.MAX_IMAGE_SIDE`
+  per side, MAX_IMAGE_PIXELS in all) or than Pillow decodes safely (its decompression-bomb
+  limit, about 179 megapixels) raises ValueError before any pixel is decoded (a "PNG bomb").
+- an animated image (GIF, APNG, WebP) gives its first frame, with a note.
 - EXIF orientation is not applied (neither does tf.io.decode_image): pixels come as stored.
 
 `image_size` applies the same checks to the header alone, without decoding the pixels, so a
@@ -48,11 +52,30 @@ def _describe(source: ImageSource) -> str:
 
 
 def _open(source: ImageSource) -> Image.Image:
-    """Opens the header only; ValueError naming the file if it is not an image."""
+    """Opens the header only; ValueError naming the file if it is not an image or declares a
+    size no reader here decodes (module docstring)."""
     try:
-        return Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
     except UnidentifiedImageError as error:
         raise ValueError(f"not an image file: {_describe(source)}") from error
+    except Image.DecompressionBombError as error:
+        raise ValueError(f"image too large: {_describe(source)} declares more pixels than "
+                         f"Pillow decodes safely ({error})") from None
+    width, height = image.size
+    try:
+        _check_size(height, width, _describe(source))
+    except ValueError:
+        image.close()
+        raise
+    return image
+
+
+def _check_size(height: int, width: int, source: str) -> None:
+    """ValueError unless height x width fits the `.jdc` format's limits."""
+    if not (1 <= height <= MAX_IMAGE_SIDE and 1 <= width <= MAX_IMAGE_SIDE
+            and height * width <= MAX_IMAGE_PIXELS):
+        raise ValueError(f"image size {height}x{width} of {source} is outside 1 to "
+                         f"{MAX_IMAGE_SIDE} pixels per side (at most {MAX_IMAGE_PIXELS} pixels)")
 
 
 def _raw_modes(image: Image.Image) -> list[str]:
@@ -91,9 +114,13 @@ def read_image(source: ImageSource) -> np.ndarray:
     ValueError."""
     with _open(source) as image:
         _check_bit_depth(image, source)
+        frames = getattr(image, "n_frames", 1)
+        if frames > 1:
+            print(f"note: {_describe(source)}: animated image of {frames} frames; read its "
+                  f"first frame", file=sys.stderr)
         try:
             image.load()
-        except OSError as error:
+        except (OSError, SyntaxError, EOFError, ValueError) as error:  # damaged data
             raise ValueError(f"cannot decode image {_describe(source)}: {error}") from error
         if image.mode not in _ARRAY_MODES:  # palette, CMYK, YCbCr, bilevel, premultiplied...
             grey = image.mode in ("1", "La")  # as_rgb notes the grey conversion
@@ -125,10 +152,7 @@ def as_rgb(image, source: str = "the image") -> np.ndarray:
         raise ValueError(f"image must be (H, W, 3) RGB (or grey / with alpha), got shape "
                          f"{image.shape}")
     height, width, channels = image.shape
-    if not (1 <= height <= MAX_IMAGE_SIDE and 1 <= width <= MAX_IMAGE_SIDE
-            and height * width <= MAX_IMAGE_PIXELS):
-        raise ValueError(f"image size {height}x{width} is outside 1 to {MAX_IMAGE_SIDE} pixels "
-                         f"per side (at most {MAX_IMAGE_PIXELS} pixels)")
+    _check_size(height, width, source)
     notes = []
     if channels in (1, 2):
         notes.append("converted grey to RGB")

@@ -21,7 +21,8 @@ Sources (`source` strings):
                                their folder without extension; the crop is taken at the same
                                place in both; noise must be "none"
     tfds:NAME                  the "train" split of a TFDS dataset with an "image" feature,
-                               e.g. tfds:clic (downloaded and prepared on first use)
+                               e.g. tfds:clic (downloaded and prepared on first use; see
+                               `tfds_builder` for a machine that cannot download it)
 
 Sharding: file lists are split by `Dataset.shard(process_count, process_index)`; TFDS splits by
 `tfds.even_splits`, so each process reads only its part of the records.
@@ -39,6 +40,9 @@ stateless TF ops (`noise.tf_noise`).
 from __future__ import annotations
 
 import os
+import socket
+import urllib.parse
+import urllib.request
 
 import numpy as np
 import tensorflow as tf
@@ -47,7 +51,7 @@ from absl import logging
 
 from jdc_jax import data_sources, images
 from jdc_jax import noise as noise_lib
-from jdc_jax.noise.tf_noise import add_noise_tf, split_seed
+from jdc_jax.noise.tf_noise import add_noise_tf, noise_level_tf, split_seed
 
 # tf.image.ssim_multiscale: the 11-pixel window must fit the coarsest of its 5 scales.
 MSSSIM_MIN_CROP_SIZE = (11 - 1) * 2**4 + 1
@@ -67,12 +71,70 @@ def hide_accelerators_from_tf() -> None:
 
 # ----------------------------------------------------------------------------- sources
 
-def _tfds_records(name: str, data_dir: str | None, process_index: int,
-                  process_count: int) -> tf.data.Dataset:
-    """Encoded "image" bytes of this process's part of the TFDS "train" split."""
+# Seconds a download host (or the proxy) may take to accept a TCP connection before the data
+# counts as not downloadable; a reachable host answers in well under a second.
+DOWNLOAD_PROBE_TIMEOUT_S = 5.0
+
+
+def tfds_builder(name: str, data_dir: str | None):
+    """The TFDS builder of `name` in `data_dir` (TFDS's default directory when None), checked
+    before anything is downloaded or written.
+
+    It must have an "image" feature (ValueError otherwise). Unless the dataset is already
+    prepared in the data directory, every host of its download URLs (TFDS's checksums file; the
+    configured proxy instead, when the environment names one) must accept a TCP connection within
+    DOWNLOAD_PROBE_TIMEOUT_S. If one does not, `data_sources.SourceUnavailable` says so in one
+    line with the three fixes (an existing data directory, a manual download prepared with TFDS's
+    manual_dir, or a folder source), in seconds, where TFDS itself would retry
+    each download for minutes. A dataset whose URLs TFDS does not list is not probed.
+    """
     builder = tfds.builder(name, data_dir=data_dir)
     if "image" not in builder.info.features:
         raise ValueError(f"tfds:{name} has no 'image' feature")
+    if builder.is_prepared():
+        return builder
+    origins = {"{0}://{1}".format(*urllib.parse.urlsplit(url)) for url in builder.url_infos or {}}
+    for origin in sorted(origins):
+        address, error = _probe_download_host(origin)
+        if error is not None:
+            raise data_sources.SourceUnavailable(
+                f"tfds:{name} is not in the TFDS data directory {builder.data_dir_root} and "
+                f"cannot be downloaded ({address} unreachable: {error}); give "
+                f"--config.data_dir=DIR, a TFDS data directory that holds {name}, or download "
+                f"its files by hand and prepare them with TFDS's manual_dir (README, \"Training "
+                f"data offline\"), or train on image files with "
+                f"--config.data_source=folder:PATH")
+    return builder
+
+
+def _probe_download_host(url: str) -> tuple[str, OSError | None]:
+    """(host:port connected to, the connection error or None) for downloading from `url`."""
+    parts = urllib.parse.urlsplit(url)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy and not urllib.request.proxy_bypass(parts.hostname or ""):
+        parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    address = f"{parts.hostname}:{port}"
+    try:
+        socket.create_connection((parts.hostname, port), timeout=DOWNLOAD_PROBE_TIMEOUT_S).close()
+    except OSError as error:
+        return address, error
+    return address, None
+
+
+def check_source_available(source: str, data_dir: str | None) -> None:
+    """Raises `data_sources.SourceUnavailable` when a tfds: source can neither be read from
+    `data_dir` nor downloaded (`tfds_builder`); file sources are checked by config validation.
+    Training calls it before it writes anything to its work directory."""
+    parsed = data_sources.parse_data_source(source)
+    if parsed.kind == "tfds":
+        tfds_builder(parsed.tfds_name, data_dir)
+
+
+def _tfds_records(name: str, data_dir: str | None, process_index: int,
+                  process_count: int) -> tf.data.Dataset:
+    """Encoded "image" bytes of this process's part of the TFDS "train" split."""
+    builder = tfds_builder(name, data_dir)
     builder.download_and_prepare()
     split = tfds.even_splits("train", n=process_count)[process_index]
     records = builder.as_dataset(split=split, shuffle_files=False,
@@ -151,8 +213,8 @@ def _random_crop(image: tf.Tensor, top: tf.Tensor, left: tf.Tensor, crop_size: i
 def create_train_dataset(source: str, noise: str, *, batch_size: int, crop_size: int, seed: int,
                          process_index: int = 0, process_count: int = 1,
                          clean_fraction: float = 0.0, msssim_min: float | None = None,
-                         shuffle_buffer: int = 256, data_dir: str | None = None
-                         ) -> tf.data.Dataset:
+                         shuffle_buffer: int = 256, data_dir: str | None = None,
+                         with_noise_level: bool = False) -> tf.data.Dataset:
     """The infinite training stream of this process (see the module docstring).
 
     Args:
@@ -168,10 +230,15 @@ def create_train_dataset(source: str, noise: str, *, batch_size: int, crop_size:
         data, where it drops pairs too noisy to learn from (JDC: 0.8). Every crop failing it
         stalls the stream.
       shuffle_buffer: shuffle buffer size in records (paths, or encoded images for TFDS).
-      data_dir: TFDS data directory.
+      data_dir: TFDS data directory (None: TFDS's default); a tfds: source that is neither
+        there nor downloadable raises `data_sources.SourceUnavailable` (`tfds_builder`).
+      with_noise_level: also yield "noise_level", float32 (B,): each image's noise std in 8-bit
+        units (`tf_noise.noise_level_tf`; 0 for clean -> clean batches), for denoisers told the
+        level (FFDNet).
 
     Returns:
-      A tf.data.Dataset of {"noisy", "clean"}: uint8 (B, crop_size, crop_size, 3), [0, 255].
+      A tf.data.Dataset of {"noisy", "clean"}: uint8 (B, crop_size, crop_size, 3), [0, 255]
+      (and "noise_level").
     """
     _check_arguments(batch_size, crop_size, seed, process_index, process_count, clean_fraction,
                      msssim_min, shuffle_buffer)
@@ -212,7 +279,10 @@ def create_train_dataset(source: str, noise: str, *, batch_size: int, crop_size:
             noisy = _random_crop(decode(record["noisy"]), top, left, crop_size)
         else:
             noisy = add_noise_tf(clean, spec, noise_seed)
-        return {"noisy": noisy, "clean": clean}
+        example = {"noisy": noisy, "clean": clean}
+        if with_noise_level:
+            example["noise_level"] = noise_level_tf(clean, noisy, spec, noise_seed)
+        return example
 
     def similar_enough(example):
         similarity = tf.image.ssim_multiscale(tf.cast(example["noisy"], tf.float32),
@@ -222,8 +292,12 @@ def create_train_dataset(source: str, noise: str, *, batch_size: int, crop_size:
     def clean_to_clean(index, batch):
         uniform = tf.random.stateless_uniform(
             [], tf.random.experimental.stateless_fold_in(batch_seed, index))
-        noisy = tf.where(uniform < clean_fraction, batch["clean"], batch["noisy"])
-        return {"noisy": noisy, "clean": batch["clean"]}
+        to_clean = uniform < clean_fraction
+        mixed = dict(batch, noisy=tf.where(to_clean, batch["clean"], batch["noisy"]))
+        if with_noise_level:
+            mixed["noise_level"] = tf.where(to_clean, tf.zeros_like(batch["noise_level"]),
+                                            batch["noise_level"])
+        return mixed
 
     examples = records.enumerate().map(make_example, num_parallel_calls=tf.data.AUTOTUNE)
     if msssim_min is not None:

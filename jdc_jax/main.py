@@ -13,11 +13,19 @@ job, which forms one JAX program through `jax.distributed` (see `initialize_dist
 On the CPU backend, cross-process collectives need an implementation: JDC_CPU_COLLECTIVES
 (gloo | mpi) chooses it, otherwise gloo (JAX's own choice, --jax_cpu_collectives_implementation,
 is kept when it names one). Alone, the job runs as one process.
+
+A config that cannot work (`config_validation.ConfigError`) or a data source that cannot be read
+here (`data_sources.SourceUnavailable`, e.g. TFDS data neither prepared nor downloadable) ends
+the job before anything is written, with one line ``error: ...`` on stderr and exit status 1;
+so does a checkpoint that cannot be written (`checkpoints.CheckpointWriteError`, e.g. a full
+disk), as the last line of stderr.
 """
 
 from __future__ import annotations
 
+import logging as python_logging
 import os
+import sys
 
 # TF's C++ logging (libpng profile notes, oneDNN banners) says nothing useful to a trainer.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -28,6 +36,9 @@ from ml_collections import config_flags  # noqa: E402
 
 from jax._src import cloud_tpu_init  # noqa: E402
 from jdc_jax import input_pipeline, train  # noqa: E402
+from jdc_jax.checkpoints import CheckpointWriteError  # noqa: E402
+from jdc_jax.config_validation import ConfigError  # noqa: E402
+from jdc_jax.data_sources import SourceUnavailable  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, summaries and the config.")
@@ -125,7 +136,18 @@ def main(argv):
     logging.info("JAX %s: process %d of %d (%s), %d local / %d global devices: %s",
                  jax.__version__, jax.process_index(), jax.process_count(), how,
                  jax.local_device_count(), jax.device_count(), jax.devices())
-    metrics = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    try:
+        metrics = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    except (ConfigError, SourceUnavailable, CheckpointWriteError) as error:
+        # A config or data source refused before any work starts, or a checkpoint that could
+        # not be written: one line for a person, not a traceback, and the last one. (At exit,
+        # asyncio would log each of orbax's abandoned write futures after it.)
+        python_logging.getLogger("asyncio").setLevel(python_logging.CRITICAL)
+        sys.stdout.flush()
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr, flush=True)
+        # After a failed save, orbax's writer threads can still print ("Event loop is closed")
+        # while the interpreter shuts down: end the process here, the error line being last.
+        os._exit(1)
     if jax.process_index() == 0:
         summary = " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())
                            if isinstance(v, float))

@@ -2,6 +2,8 @@
 
 import logging
 import os
+import socket
+import time
 
 import numpy as np
 import pytest
@@ -275,7 +277,9 @@ def test_clean_fraction_makes_whole_batches_clean_alike_on_every_process(tmp_pat
     assert all(clean_flags(0, 1.0))
 
 
-def test_tfds_clic_yields_crops_of_its_images():
+def test_tfds_clic_yields_crops_of_its_images(monkeypatch):
+    # The mock stands for prepared data: nothing is downloaded, so nothing needs the network.
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "is_prepared", lambda self: True)
     with tfds.testing.mock_data(num_examples=6):
         examples = [example["image"] for example in
                     tfds.load("clic", split="train").as_numpy_iterator()]
@@ -360,3 +364,64 @@ def test_training_evaluation_and_the_evaluation_tool_see_the_same_noisy_images(t
     for name in training_side:
         np.testing.assert_array_equal(training_side[name], tool_side[name])
     assert not np.array_equal(training_side["x/a.png"], training_side["y/a.png"])
+
+
+def test_noise_level_is_the_drawn_awgn_sigma_and_zero_for_clean_batches(tmp_path):
+    folder = write_folder(tmp_path, {f"{i}.png": textured_image(i, 64, 60, 200) for i in range(4)})
+    dataset = input_pipeline.create_train_dataset(
+        f"folder:{folder}", "awgn:10-40", batch_size=4, crop_size=32, seed=3,
+        with_noise_level=True)
+    batch = first_batches(dataset, 1)[0]
+    levels = batch["noise_level"]
+    assert levels.shape == (4,) and levels.dtype == np.float32
+    assert np.all((levels >= 10) & (levels <= 40)) and len(np.unique(levels)) == 4
+    measured = np.std(batch["noisy"].astype(np.float64) - batch["clean"], axis=(1, 2, 3))
+    np.testing.assert_allclose(measured, levels, rtol=0.1)  # 32x32x3 samples, no clipping
+    clean_batches = input_pipeline.create_train_dataset(
+        f"folder:{folder}", "awgn:10-40", batch_size=4, crop_size=32, seed=3, clean_fraction=1.0,
+        with_noise_level=True)
+    batch = first_batches(clean_batches, 1)[0]
+    np.testing.assert_array_equal(batch["noise_level"], 0.0)
+    np.testing.assert_array_equal(batch["noisy"], batch["clean"])
+
+
+def refuse_connections(monkeypatch) -> list:
+    """Makes every TCP connection of this process fail as on a machine without a network;
+    returns the list of (host, port) tried."""
+    tried = []
+
+    def unreachable(address, *args, **kwargs):
+        tried.append(address)
+        raise OSError(101, "Network is unreachable")
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy",
+                 "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    return tried
+
+
+def test_tfds_data_neither_prepared_nor_downloadable_fails_at_once_naming_the_fixes(
+        tmp_path, monkeypatch):
+    tried = refuse_connections(monkeypatch)
+    start = time.perf_counter()
+    with pytest.raises(data_sources.SourceUnavailable) as refused:
+        input_pipeline.create_train_dataset("tfds:clic", "awgn:25", batch_size=2, crop_size=16,
+                                            seed=0, data_dir=str(tmp_path))
+    assert time.perf_counter() - start < 10.0
+    assert str(refused.value) == (
+        f"tfds:clic is not in the TFDS data directory {tmp_path} and cannot be downloaded "
+        f"(data.vision.ee.ethz.ch:443 unreachable: [Errno 101] Network is unreachable); give "
+        f"--config.data_dir=DIR, a TFDS data directory that holds clic, or download its files "
+        f"by hand and prepare them with TFDS's manual_dir (README, \"Training data offline\"), "
+        f"or train on image files with --config.data_source=folder:PATH")
+    assert tried == [("data.vision.ee.ethz.ch", 443)]  # one probe, no retries
+    assert os.listdir(tmp_path) == []  # nothing downloaded or half-prepared
+
+
+def test_the_download_probe_goes_through_the_configured_proxy(tmp_path, monkeypatch):
+    tried = refuse_connections(monkeypatch)
+    monkeypatch.setenv("https_proxy", "http://proxy.example:3128")
+    with pytest.raises(data_sources.SourceUnavailable, match=r"\(proxy.example:3128 unreachable"):
+        input_pipeline.check_source_available("tfds:clic", str(tmp_path))
+    assert tried == [("proxy.example", 3128)]
+    input_pipeline.check_source_available("builtin", None)  # file sources need no network
