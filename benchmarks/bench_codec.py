@@ -33,6 +33,7 @@ import numpy as np
 from jdc_jax import images
 from jdc_jax.codec import Codec, file_format
 from jdc_jax.codec.api import PADDING_MULTIPLE, pad_to_multiple
+from jdc_jax.codec.tiling import tiled_synthesis
 from jdc_jax.models import build_model
 from jdc_jax.atomic_write import write_bytes_atomic
 
@@ -54,6 +55,21 @@ def benchmark_image() -> tuple[np.ndarray, str]:
     return np.clip(np.round(image * 255), 0, 255).astype(np.uint8), "generated"
 
 
+def decoder_forward(codec, decoding) -> np.ndarray:
+    """The lower bound of a decode, run once: the decoder's forward pass from the latents a
+    `decode` returned, with the codec's own compiled functions and synthesis tiling: the
+    hyper-synthesis h_s(z_hat) (models with a side stream) and the synthesis of the decoded
+    output, without entropy decoding or context model. Returns the (padded) image, numpy."""
+    functions, latents = codec.functions, decoding.latents
+    if "side" in latents:
+        np.asarray(functions.hyper_synthesis(latents["side"][None]))
+    synthesis = functions.synthesis["reconstruction" if not codec.scalable else decoding.output]
+    streams = ("base", "enhancement") if decoding.output == "noisy" else ("base",)
+    height, width = (16 * size for size in latents["base"].shape[:2])
+    return tiled_synthesis(synthesis, [latents[stream] for stream in streams],
+                           codec.tiling.synthesis_tiles(height, width))
+
+
 def default_jicd_params(seed: int = 0):
     model = build_model("jicd")
     x = jnp.zeros((1, PADDING_MULTIPLE, PADDING_MULTIPLE, 3), jnp.float32)
@@ -61,8 +77,9 @@ def default_jicd_params(seed: int = 0):
     return jax.device_get(init(x)["params"])
 
 
-def _timed(function, repeats: int) -> tuple[float, float, object]:
-    """(first-call seconds, median seconds of `repeats` further calls, last result)."""
+def first_and_median_seconds(function, repeats: int) -> tuple[float, float, object]:
+    """(first-call seconds, median seconds of `repeats` further calls, last result): the first
+    call (ours: compilation included) is reported apart. Shared by the benchmarks."""
     start = time.perf_counter()
     result = function()
     first = time.perf_counter() - start
@@ -82,10 +99,10 @@ def run(context_model: str, params, image: np.ndarray, repeats: int) -> dict:
     results = {"codec_setup_seconds": setup_seconds}
     files = {}
     for layers in ("full", "base"):
-        first, median, files[layers] = _timed(lambda: codec.compress(image, layers), repeats)
+        first, median, files[layers] = first_and_median_seconds(lambda: codec.compress(image, layers), repeats)
         results[f"compress_{layers}"] = {"seconds": median, "first_call_seconds": first}
     for output in ("denoised", "noisy"):
-        first, median, _ = _timed(lambda: codec.decompress(files["full"], output), repeats)
+        first, median, _ = first_and_median_seconds(lambda: codec.decompress(files["full"], output), repeats)
         results[f"decompress_{output}"] = {"seconds": median, "first_call_seconds": first}
     forward = jax.jit(lambda p, x: model.apply({"params": p}, x, train=False))
     x = pad_to_multiple(image, PADDING_MULTIPLE)[None].astype(np.float32) / 255.0

@@ -6,7 +6,7 @@ All in one process, so both run on the same machine under the same load.
     benchmarks/.peer-venv/bin/python benchmarks/bench_vs_compressai.py [--repeats 3] [--json F]
     benchmarks/.peer-venv/bin/python benchmarks/bench_vs_compressai.py --quick   # smoke check
     ... --pairs cheng2020-anchor --ours jicd    # one model per process: less peak memory
-    ... --parts coding --coding_contexts checkerboard    # only some measurements
+    ... --parts coding --coding_contexts serial-wavefront,checkerboard   # only some measurements
 
 Pairs, all randomly initialised (CompressAI pretrained=False), N = M = 192:
 
@@ -15,7 +15,8 @@ Pairs, all randomly initialised (CompressAI pretrained=False), N = M = 192:
 - CompressAI "cheng2020-anchor" (`Cheng2020Anchor(N=192)`, zoo qualities 4-6; its M = N) vs our
   `codec` (Cheng2020 without attention, serial context) and our JICD (base 180 / enhancement
   12, serial context; two synthesis transforms, so more work than the anchor). For coding, each
-  of ours also runs with the checkerboard context (`--coding_contexts`).
+  of ours runs with the serial context in wavefront order (the default of our files) and in
+  raster order, and with the checkerboard context (`--coding_contexts`).
 
 Measured (`--parts`, default all three):
 
@@ -37,7 +38,13 @@ Measured (`--parts`, default all three):
     apart), `compress(image)` of the uint8 image and `decompress(data, output)`, for JICD both
     outputs "denoised" (side + base chunks) and "noisy" (all chunks); bytes = the whole .jdc
     file, header included. Autoregressive (serial) decoding is a loop over the 32 x 48 latent
-    positions on both sides, so the peer's Cheng2020 decompress takes seconds to minutes.
+    positions on the peer's side, so its Cheng2020 decompress takes seconds to minutes; ours
+    loops over 141 wavefronts (serial-wavefront) or the 1536 positions (serial-raster).
+    Beside each of our decompresses, the decoder's forward pass alone (`bench_codec.
+    decoder_forward`: hyper-synthesis and the output's synthesis, from the decoded latents,
+    with the codec's own compiled functions): the lower bound of a decode. The two alternate,
+    one of each per repeat, so both see the same load; decode / forward, the context overhead
+    (1 = no cost beyond the transforms), is the median of the repeats' ratios.
     Random weights give unrepresentative rates: CompressAI's initial analysis transforms give
     latents below 0.5 in magnitude, so all its symbols are 0 (both its models write the same
     12508 bytes at 512x768), while ours code many symbols through the escape code
@@ -46,11 +53,18 @@ Measured (`--parts`, default all three):
 
 Timing: for (a) and (b), the median of --repeats timed runs after one untimed warm-up (for ours
 the warm-up is the compiling call). For (c), the first call (ours: compile included) is
-reported apart and the figure is the median of --repeats further calls. Ratio = peer / ours, so
+reported apart and the figure is the median of --repeats further calls (the peer's:
+--peer_repeats, default --repeats). Ratio = peer / ours, so
 above 1 means ours is faster. Threads: torch.set_num_threads(2) for intra-op parallelism;
 XLA:CPU uses its own pool over all cores. Within a pair the peer runs first, then each of ours;
 the peak resident memory of the process so far is printed after each. A table of the coding
 ratios closes the run. Wall-clock times on whatever else the machine runs.
+
+Load and torch's threads. With other processes busy on the cores, torch's OpenMP threads
+spin-wait for each other (libgomp's default active wait) and the peer's many small per-position
+calls of a serial context slow down by up to an order of magnitude (Cheng2020 compress 3.4 s to
+77 s on 2 cores within minutes); OMP_WAIT_POLICY=PASSIVE in the environment (recorded in the
+first line) keeps them near their idle speed under load, and is the fairer setting there.
 """
 
 from __future__ import annotations
@@ -61,11 +75,20 @@ import resource
 import statistics
 import time
 
+# torch before TensorFlow, which jdc_jax.train imports: with TensorFlow 2.21 loaded first,
+# torch 2.14.1's import of triton crashes the process (segmentation fault).
+try:
+    import compressai
+    import torch
+except ImportError as error:
+    _PEER_IMPORT_ERROR = error
+else:
+    _PEER_IMPORT_ERROR = None
 import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from bench_codec import benchmark_image
+from bench_codec import benchmark_image, decoder_forward, first_and_median_seconds
 from jdc_jax.models import registry
 from jdc_jax import sharding, train
 from jdc_jax.checkpoints import write_json_atomic
@@ -84,18 +107,16 @@ PAIRS = {
     "cheng2020-anchor": (("codec", {"context_model": "serial"}),
                          ("jicd", {"context_model": "serial"})),
 }
-# Context models our autoregressive kinds are coded with in part (c).
-CODING_CONTEXTS = ("serial", "checkerboard")
+# Context models (and scan orders of the serial one) our autoregressive kinds are coded with in
+# part (c).
+CODING_CONTEXTS = ("serial-wavefront", "serial-raster", "checkerboard")
 
 
 def import_peer():
     """torch and compressai, with a clear message when they are not installed."""
-    try:
-        import compressai
-        import torch
-    except ImportError as error:
-        raise SystemExit(f"{error}: run benchmarks/setup_peer_env.sh and use "
-                         "benchmarks/.peer-venv/bin/python") from error
+    if _PEER_IMPORT_ERROR is not None:
+        raise SystemExit(f"{_PEER_IMPORT_ERROR}: run benchmarks/setup_peer_env.sh and use "
+                         "benchmarks/.peer-venv/bin/python")
     return torch, compressai
 
 
@@ -106,14 +127,6 @@ def median_seconds(run, repeats: int) -> float:
         run()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
-
-
-def first_and_median_seconds(run, repeats: int) -> tuple[float, float, object]:
-    """(seconds of the first call, median seconds of `repeats` further calls, last result)."""
-    start = time.perf_counter()
-    results = [run()]
-    first = time.perf_counter() - start
-    return first, median_seconds(lambda: results.append(run()), repeats), results[-1]
 
 
 def synthetic_images(batch: int, height: int, width: int, seed: int = 0):
@@ -195,9 +208,12 @@ def time_ours(kind: str, fields: dict, args, parts) -> dict:
     return timings
 
 
-def time_ours_coding(kind: str, context_model: str, image: np.ndarray, args) -> dict:
+def time_ours_coding(kind: str, coding_context: str, image: np.ndarray, args) -> dict:
     """Our `Codec` on randomly initialised weights: setup, compress and each output's
-    decompress (first call and median seconds), and the file's bytes."""
+    decompress and decoder forward pass (first call and median seconds), and the file's bytes.
+    coding_context: a context model, for the serial one with its scan order
+    ("serial-wavefront", "serial-raster")."""
+    context_model, _, scan_order = coding_context.partition("-")
     config = our_config(kind, {"context_model": context_model}, args.channels,
                         args.train_batch, args.train_size)
     model = registry.model_from_config(config)
@@ -207,18 +223,31 @@ def time_ours_coding(kind: str, context_model: str, image: np.ndarray, args) -> 
     start = time.perf_counter()
     codec = Codec(model, params, model_kind=kind)
     timings = {"init_seconds": init_seconds, "setup_seconds": time.perf_counter() - start}
-    first, median, data = first_and_median_seconds(lambda: codec.compress(image), args.repeats)
+    first, median, data = first_and_median_seconds(
+        lambda: codec.compress(image, scan_order=scan_order or "raster"), args.repeats)
     timings.update(compress_first_call_seconds=first, compress_seconds=median, bytes=len(data))
     # Single-output models decode one reconstruction; JICD decodes the base layer alone
     # ("denoised") or all layers ("noisy").
     outputs = ("denoised", "noisy") if codec.scalable else ("reconstruction",)
     for output in outputs:
-        first, median, decoded = first_and_median_seconds(
-            lambda: codec.decompress(data, output), args.repeats)
-        if decoded.shape != image.shape:
-            raise RuntimeError(f"{kind} decoded a {decoded.shape} image from a {image.shape} one")
-        timings[f"decompress_{output}_first_call_seconds"] = first
-        timings[f"decompress_{output}_seconds"] = median
+        start = time.perf_counter()
+        decoding = codec.decode(data, output)
+        timings[f"decompress_{output}_first_call_seconds"] = time.perf_counter() - start
+        if decoding.image.shape != image.shape:
+            raise RuntimeError(f"{kind} decoded a {decoding.image.shape} image from a "
+                               f"{image.shape} one")
+        start = time.perf_counter()
+        decoder_forward(codec, decoding)
+        timings[f"forward_{output}_first_call_seconds"] = time.perf_counter() - start
+        # Decode and forward pass alternate, so both see the same load.
+        decodes, forwards = [], []
+        for _ in range(args.repeats):
+            decodes.append(median_seconds(lambda: codec.decompress(data, output), 1))
+            forwards.append(median_seconds(lambda: decoder_forward(codec, decoding), 1))
+        timings[f"decompress_{output}_seconds"] = statistics.median(decodes)
+        timings[f"forward_{output}_seconds"] = statistics.median(forwards)
+        timings[f"decode_over_forward_{output}"] = statistics.median(
+            decode / forward for decode, forward in zip(decodes, forwards))
     return timings
 
 
@@ -296,7 +325,7 @@ def time_peer_coding(torch, architecture: str, image: np.ndarray, args) -> dict:
     def compress():
         with torch.no_grad():
             return net.compress(x)
-    first, median, compressed = first_and_median_seconds(compress, args.repeats)
+    first, median, compressed = first_and_median_seconds(compress, args.peer_repeats)
     # strings: one list per stream (y, z), one byte string per batch item in each.
     timings.update(compress_first_call_seconds=first, compress_seconds=median,
                    bytes=sum(len(s) for stream in compressed["strings"] for s in stream))
@@ -304,7 +333,7 @@ def time_peer_coding(torch, architecture: str, image: np.ndarray, args) -> dict:
     def decompress():
         with torch.no_grad():
             return net.decompress(compressed["strings"], compressed["shape"])
-    first, median, decoded = first_and_median_seconds(decompress, args.repeats)
+    first, median, decoded = first_and_median_seconds(decompress, args.peer_repeats)
     if tuple(decoded["x_hat"].shape) != tuple(x.shape):
         raise RuntimeError(f"{architecture} decoded {tuple(decoded['x_hat'].shape)} from "
                            f"{tuple(x.shape)}")
@@ -328,25 +357,34 @@ def coding_rows(architecture: str, kind: str, context_model: str, ours: dict,
     for our_measure, peer_measure in measures:
         first_call = our_measure.replace("_seconds", "_first_call_seconds")
         peer_first_call = peer_measure.replace("_seconds", "_first_call_seconds")
-        rows.append({"part": "coding", "peer": architecture, "ours": kind,
-                     "context_model": context_model, "measure": our_measure,
-                     "ours_seconds": ours[our_measure], "peer_seconds": peer[peer_measure],
-                     "peer_over_ours": peer[peer_measure] / ours[our_measure],
-                     "ours_first_call_seconds": ours[first_call],
-                     "peer_first_call_seconds": peer[peer_first_call],
-                     "ours_bytes": ours["bytes"], "peer_bytes": peer["bytes"],
-                     "ours_timings": ours, "peer_timings": peer})
+        row = {"part": "coding", "peer": architecture, "ours": kind,
+               "context_model": context_model, "measure": our_measure,
+               "ours_seconds": ours[our_measure], "peer_seconds": peer[peer_measure],
+               "peer_over_ours": peer[peer_measure] / ours[our_measure],
+               "ours_first_call_seconds": ours[first_call],
+               "peer_first_call_seconds": peer[peer_first_call],
+               "ours_bytes": ours["bytes"], "peer_bytes": peer["bytes"],
+               "ours_timings": ours, "peer_timings": peer}
+        forward = our_measure.replace("decompress_", "forward_")
+        if forward != our_measure:
+            row["ours_forward_seconds"] = ours[forward]
+            row["decode_over_forward"] = ours[our_measure.replace("decompress_",
+                                                                  "decode_over_forward_")
+                                              .removesuffix("_seconds")]
+        rows.append(row)
     return rows
 
 
-def print_coding_table(rows: list[dict], image_source: str, repeats: int) -> None:
+def print_coding_table(rows: list[dict], image_source: str, repeats: int,
+                       peer_repeats: int) -> None:
     """Ours / peer seconds and the ratio peer / ours of compress and decompress, per pair."""
     coding = [row for row in rows if row["part"] == "coding"]
     if not coding:
         return
-    print(f"\ncoding {image_source}: median seconds of {repeats} after a first call, "
-          f"ours / peer (peer/ours); bytes ours / peer")
-    print(f"{'pair':<54} {'compress':>26} {'decompress':>26} {'bytes':>17}")
+    print(f"\ncoding {image_source}: median seconds of {repeats} (peer: {peer_repeats}) after a "
+          f"first call, ours / peer (peer/ours); forward: our decoder's forward pass alone "
+          f"(decode / forward, median of paired repeats); bytes ours / peer")
+    print(f"{'pair':<54} {'compress':>26} {'decompress':>26} {'forward':>16} {'bytes':>17}")
     compress = {(row["peer"], row["ours"], row["context_model"]): row for row in coding
                 if row["measure"] == "compress_seconds"}
 
@@ -358,8 +396,9 @@ def print_coding_table(rows: list[dict], image_source: str, repeats: int) -> Non
             continue
         output = row["measure"][len("decompress_"):-len("_seconds")]
         pair = f"{row['ours']} {row['context_model']} {output} vs {row['peer']}"
+        forward = f"{row['ours_forward_seconds']:.3f} ({row['decode_over_forward']:.2f})"
         print(f"{pair:<54} {cell(compress[(row['peer'], row['ours'], row['context_model'])]):>26} "
-              f"{cell(row):>26} {row['ours_bytes']:>8d} / {row['peer_bytes']:<6d}")
+              f"{cell(row):>26} {forward:>16} {row['ours_bytes']:>8d} / {row['peer_bytes']:<6d}")
 
 
 def parse_list(text: str, known, what: str, parser) -> list[str]:
@@ -388,6 +427,9 @@ def main(argv=None):
     parser.add_argument("--image_height", type=int, default=512)
     parser.add_argument("--image_width", type=int, default=768)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--peer_repeats", type=int,
+                        help="timed repeats of the peer's calls (default: --repeats); its "
+                             "serial decompress takes about a minute")
     parser.add_argument("--quick", action="store_true",
                         help="smoke check: N = M = 32, batch 2 of 64x64, a 128x192 image, "
                              "1 repetition")
@@ -409,8 +451,10 @@ def main(argv=None):
     for side in (args.train_size, args.image_height, args.image_width):
         if side % 64:
             parser.error(f"image sides must be multiples of 64, got {side}")
-    if args.repeats < 1:
-        parser.error("--repeats must be at least 1")
+    if args.peer_repeats is None:
+        args.peer_repeats = args.repeats
+    if min(args.repeats, args.peer_repeats) < 1:
+        parser.error("--repeats and --peer_repeats must be at least 1")
 
     torch, compressai = import_peer()
     torch.set_num_threads(TORCH_THREADS)
@@ -424,24 +468,26 @@ def main(argv=None):
         "torch": torch.__version__, "compressai": compressai.__version__,
         "jax": jax.__version__, "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
         "cpu_count": os.cpu_count(), "jax_devices": str(jax.devices()),
         "channels": args.channels, "train_batch": args.train_batch,
         "train_size": args.train_size, "image": [args.image_height, args.image_width],
-        "repeats": args.repeats, "parts": parts, "coding_contexts": coding_contexts,
+        "repeats": args.repeats, "peer_repeats": args.peer_repeats, "parts": parts, "coding_contexts": coding_contexts,
         "coding_image": image_source, "load_average": os.getloadavg(),
     }
     print(" ".join(f"{k}={v}" for k, v in setting.items()), flush=True)
-    print(f"{'peer':<17} {'ours':<18} {'measure':<34} {'ours s':>9} {'peer s':>9} "
+    print(f"{'peer':<17} {'ours':<22} {'measure':<34} {'ours s':>9} {'peer s':>9} "
           f"{'peer/ours':>9}")
     rows = []
     for architecture in pairs:
         models = [(kind, fields) for kind, fields in PAIRS[architecture] if kind in ours_kinds]
         if not models:
             continue
+        print(f"load average before {architecture}: {os.getloadavg()}", flush=True)
         model_parts = [part for part in parts if part in ("train", "inference")]
         if model_parts:
             peer = time_peer(torch, architecture, args, model_parts)
-            print(f"{architecture:<17} {'':<18} peak memory so far {peak_memory_gib():.1f} GiB",
+            print(f"{architecture:<17} {'':<22} peak memory so far {peak_memory_gib():.1f} GiB",
                   flush=True)
             for kind, fields in models:
                 timings = time_ours(kind, fields, args, model_parts)
@@ -452,18 +498,18 @@ def main(argv=None):
                                  "measure": measure, "ours_seconds": timings[measure],
                                  "peer_seconds": peer[measure], "peer_over_ours": ratio,
                                  "ours_timings": timings})
-                    print(f"{architecture:<17} {kind:<18} {measure:<34} "
+                    print(f"{architecture:<17} {kind:<22} {measure:<34} "
                           f"{timings[measure]:9.3f} {peer[measure]:9.3f} {ratio:9.2f}")
                 first_calls = ", ".join(
                     f"{MEASURE_NAMES[part].replace('_', ' ')} "
                     f"{timings[MEASURE_NAMES[part] + '_first_call_seconds']:.1f} s"
                     for part in model_parts)
-                print(f"{'':<17} {kind:<18} first calls (compile + run, excluded): "
+                print(f"{'':<17} {kind:<22} first calls (compile + run, excluded): "
                       f"{first_calls}; init {timings['init_seconds']:.1f} s; peak memory so "
                       f"far {peak_memory_gib():.1f} GiB", flush=True)
         if "coding" in parts:
             peer = time_peer_coding(torch, architecture, image, args)
-            print(f"{architecture:<17} {'':<18} coding: update(force=True) "
+            print(f"{architecture:<17} {'':<22} coding: update(force=True) "
                   f"{peer['setup_seconds']:.2f} s; first calls compress "
                   f"{peer['compress_first_call_seconds']:.2f} s, decompress "
                   f"{peer['decompress_first_call_seconds']:.2f} s; {peer['bytes']} bytes; peak "
@@ -476,18 +522,19 @@ def main(argv=None):
                     label = f"{kind} {context_model}"
                     new_rows = coding_rows(architecture, kind, context_model, timings, peer)
                     for row in new_rows:
-                        print(f"{architecture:<17} {label:<18} {row['measure']:<34} "
+                        print(f"{architecture:<17} {label:<22} {row['measure']:<34} "
                               f"{row['ours_seconds']:9.3f} {row['peer_seconds']:9.3f} "
                               f"{row['peer_over_ours']:9.2f}")
                     first_calls = ", ".join(
                         f"{row['measure'][:-len('_seconds')]} "
                         f"{row['ours_first_call_seconds']:.1f} s" for row in new_rows)
-                    print(f"{'':<17} {label:<18} first calls (compile + run, excluded): "
+                    print(f"{'':<17} {label:<22} first calls (compile + run, excluded): "
                           f"{first_calls}; init {timings['init_seconds']:.1f} s, codec setup "
                           f"{timings['setup_seconds']:.1f} s; {timings['bytes']} bytes; peak "
                           f"memory so far {peak_memory_gib():.1f} GiB", flush=True)
                     rows.extend(new_rows)
-    print_coding_table(rows, image_source, args.repeats)
+        print(f"load average after {architecture}: {os.getloadavg()}", flush=True)
+    print_coding_table(rows, image_source, args.repeats, args.peer_repeats)
     setting["load_average_at_end"] = os.getloadavg()
     print(f"load average at the end {setting['load_average_at_end']}")
     if args.json:

@@ -2,8 +2,10 @@
 
     python -m jdc_jax compress   (--checkpoint CKPT | --model NAME [--rate-point K])
                                  INPUT OUTPUT.jdc [--layers full|base]
+                                 [--entropy-path integer|float]
     python -m jdc_jax decompress [--checkpoint CKPT | --model NAME [--rate-point K]]
                                  INPUT.jdc OUTPUT.png [--output denoised|noisy]
+                                 [--max-pixels N]
     python -m jdc_jax info INPUT.jdc
     python -m jdc_jax models
 
@@ -14,7 +16,9 @@ bits per pixel of each stream as JSON, without loading a model. CKPT is a work d
 checkpoints/ directory or one step directory (see `jdc_jax.codec.api.Codec.from_checkpoint`).
 NAME is a model shipped in the package (`jdc_jax.zoo`; `models` lists them with their rate
 points; the highest rate point unless --rate-point is given). decompress without a model finds
-the shipped model whose identifier the file's header names.
+the shipped model whose identifier the file's header names. decompress refuses a file that
+declares more than --max-pixels pixels (default 100 megapixels, `codec.pixel_cap`), before it
+loads a model or allocates anything of that size.
 
 Outputs are written atomically (temporary file, then rename). Errors (missing or foreign files,
 damaged chunks, a file written with another model, a missing checkpoint, an output the file
@@ -30,7 +34,7 @@ import os
 import sys
 from pathlib import Path
 
-from jdc_jax.codec import file_format
+from jdc_jax.codec import file_format, pixel_cap
 from jdc_jax.codec.file_info import file_info
 from jdc_jax.atomic_write import write_bytes_atomic
 
@@ -58,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     compress.add_argument("--layers", choices=("full", "base"), default="full",
                           help="full: side, base and enhancement layers; base: no enhancement "
                                "layer (denoised output only)")
+    compress.add_argument("--entropy-path", choices=("integer", "float"), default=None,
+                          help="how the coding-table indexes are derived: integer (the default "
+                               "for a model with an integer entropy network: decodes on every "
+                               "platform) or float")
     compress.set_defaults(run=_compress)
 
     decompress = commands.add_parser("decompress", help=".jdc -> PNG")
@@ -68,6 +76,11 @@ def _parser() -> argparse.ArgumentParser:
                             choices=("denoised", "noisy", "reconstruction"),
                             help="denoised (base layer), noisy (JICD: needs the enhancement "
                                  "layer) or reconstruction (single-output models)")
+    decompress.add_argument("--max-pixels", type=_positive_int,
+                            default=pixel_cap.DEFAULT_MAX_PIXELS,
+                            help="refuse files that declare more pixels than this (default "
+                                 f"{pixel_cap.DEFAULT_MAX_PIXELS}: a guard against "
+                                 "decompression bombs)")
     decompress.set_defaults(run=_decompress)
 
     info = commands.add_parser("info", help="header fields and stream sizes of a .jdc file")
@@ -77,6 +90,16 @@ def _parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="the models shipped in the package")
     models.set_defaults(run=_models)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -108,7 +131,8 @@ def _shipped_model_of(header: file_format.Header) -> tuple[str, int]:
     wanted = header.model_id.hex()
     for name, points in zoo.available().items():
         for rate_point in points:
-            if zoo.card(name, rate_point).get("model_id") == wanted:
+            card = zoo.card(name, rate_point)
+            if wanted in (card.get("model_id"), card.get("integer_model_id")):
                 return name, rate_point
     raise ValueError(f"the file was written by model {wanted[:16]}..., which is not shipped "
                      f"in the package; give --checkpoint")
@@ -129,7 +153,8 @@ def _compress(args) -> None:
     progress = _progress(len(sources), "compress")
     total_bits = total_pixels = 0
     for source, target in zip(sources, targets):
-        data = codec.compress(images.read_image(source), layers=args.layers)
+        data = codec.compress(images.read_image(source), layers=args.layers,
+                              entropy_path=args.entropy_path)
         write_bytes_atomic(target, data)
         info = file_info(data)
         total_bits += 8 * len(data)
@@ -150,7 +175,9 @@ def _decompress(args) -> None:
     data = _read(args.input)
     # A damaged or foreign file fails before a model is loaded.
     header = file_format.parse_file(data).header
-    image = _load_codec(args, header).decompress(data, output=args.product)
+    pixel_cap.check_pixels(header.height, header.width, args.max_pixels)
+    image = _load_codec(args, header).decompress(data, output=args.product,
+                                                 max_pixels=args.max_pixels)
     images.write_png(args.output, image)
     print(f"{args.output}: {image.shape[0]}x{image.shape[1]} {args.product}")
 

@@ -25,12 +25,16 @@ Package layout (all JSON is UTF-8, sorted keys):
     side_tables.bin          the checkpoint's stored coding tables, byte for byte
     latent_tables.bin        (`jdc_jax.entropy.tables` canonical form)
     weights.bin              every weight array, little-endian, concatenated
+    integer_entropy.npz      (a model with the integer entropy path only) its integer network
+                             (`jdc_jax.integer.network`); the manifest then also holds
+                             "integer_model_id", the identifier of its integer-path files
     functions/NAME.jax_exported
                              `jax.export` serializations (StableHLO) of the functions of
                              `jdc_jax.codec.model_functions`, lowered for cpu, cuda and tpu,
                              with symbolic height and width (analysis: 16*h x 16*w,
                              hyper-analysis: 4*h x 4*w, the others h x w; the per-position
-                             serial step has fixed shapes)
+                             serial step has fixed shapes, the wavefront step a symbolic
+                             number of positions b)
 
 Weights are arguments of the exported functions, not constants baked into them: the package
 holds one copy of them however many functions share them, and the native codec runs the very
@@ -72,6 +76,7 @@ CONFIG = "config.json"
 SIDE_TABLES = "side_tables.bin"
 LATENT_TABLES = "latent_tables.bin"
 WEIGHTS = "weights.bin"
+INTEGER_ENTROPY = "integer_entropy.npz"
 FUNCTIONS_DIRECTORY = "functions"
 FUNCTION_SUFFIX = ".jax_exported"
 
@@ -115,6 +120,10 @@ def package_files(codec: Codec) -> dict[str, bytes]:
     files[LATENT_TABLES] = codec.latent_tables.to_bytes()
     config = codec.config if codec.config is not None else {"model": codec.model_kind}
     files[CONFIG] = _json_bytes(config)
+    integer = {}
+    if codec.integer_entropy is not None:
+        files[INTEGER_ENTROPY] = codec.integer_entropy.to_bytes()
+        integer = {"integer_model_id": codec.integer_model_id.hex()}
     files[CODEC] = _json_bytes({
         "model_kind": codec.model_kind,
         "context_model": codec.context_model,
@@ -132,7 +141,7 @@ def package_files(codec: Codec) -> dict[str, bytes]:
         "package_version": PACKAGE_VERSION,
         "versions": {"jdc_jax": jdc_jax.__version__, "jax": jax.__version__,
                      "jaxlib": jaxlib.__version__, "file_format": file_format.FORMAT_VERSION},
-        "model_id": codec.model_id.hex(),
+        "model_id": codec.model_id.hex(), **integer,
         "files": {path: hashlib.sha256(data).hexdigest() for path, data in sorted(files.items())},
     })
     return files

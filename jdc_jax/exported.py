@@ -13,15 +13,19 @@ naming the file:
   - every file the manifest lists is present (`MissingPackageFile`) and has its sha256
     (`PackageHashMismatch`), and every file the codec needs is listed;
   - the model identifier recomputed from codec.json's architecture, the weights and both
-    coding tables is the manifest's (`PackageHashMismatch` naming manifest.json).
+    coding tables is the manifest's (`PackageHashMismatch` naming manifest.json), and so is the
+    integer path's identifier when the package holds an integer entropy network
+    (integer_entropy.npz: the codec then writes the integer path, `jdc_jax.integer`).
 
-The functions are compiled on first use per image shape (the per-position serial step once).
+The functions are compiled on first use per image shape (the per-position serial step once, the
+wavefront step once per bucket of positions, `jdc_jax.codec.scan_order.front_bucket`).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import json
 import os
 from pathlib import Path
@@ -31,6 +35,8 @@ import numpy as np
 
 from jdc_jax.codec import file_format, model_id
 from jdc_jax.codec.file_codec import CodecFunctions, FileCodec, LatentGroup, function_names
+from jdc_jax.codec.integer_functions import integer_functions
+from jdc_jax.integer.network import IntegerEntropyModel
 from jdc_jax.codec.tiling import Tiling
 from jdc_jax.entropy.tables import CodingTables
 
@@ -41,6 +47,7 @@ SIDE_TABLES = "side_tables.bin"
 LATENT_TABLES = "latent_tables.bin"
 WEIGHTS = "weights.bin"
 CONFIG = "config.json"
+INTEGER_ENTROPY = "integer_entropy.npz"
 
 
 class PackageError(ValueError):
@@ -106,13 +113,28 @@ class Codec(FileCodec):
             None if group["causal_taps"] is None else np.asarray(group["causal_taps"], bool))
             for stream, group in description["groups"].items()}
         streams = tuple(description["streams"])
+        integer = None
+        if "integer_model_id" in manifest:
+            if INTEGER_ENTROPY not in files:
+                raise PackageError(f"{directory / MANIFEST} does not list {INTEGER_ENTROPY}")
+            try:
+                network = IntegerEntropyModel.load(io.BytesIO(files[INTEGER_ENTROPY]))
+            except ValueError as error:
+                raise PackageError(f"{INTEGER_ENTROPY}: {error}") from None
+            integer = integer_functions(network, description["context_model"], identifier)
+            if integer.model_id.hex() != manifest["integer_model_id"]:
+                raise PackageHashMismatch(
+                    f"{directory / MANIFEST}: integer model id "
+                    f"{str(manifest['integer_model_id'])[:8]} does not match the package's "
+                    f"model and integer network ({integer.model_id.hex()[:8]})")
         codec = cls(functions=CodecFunctions.from_named(functions, streams,
                                                         description["context_model"]),
                     model_kind=description["model_kind"],
                     model_id=identifier, context_model=description["context_model"],
                     streams=streams, groups=groups,
                     side_channels=int(description["side_channels"]),
-                    side_tables=side_tables, latent_tables=latent_tables, tiling=tiling)
+                    side_tables=side_tables, latent_tables=latent_tables, tiling=tiling,
+                    integer=integer)
         codec.directory = directory
         codec.manifest = manifest
         codec.config = _json(files, CONFIG)

@@ -16,6 +16,7 @@ import orbax.checkpoint as ocp
 from PIL import Image
 
 from jdc_jax import checkpoints
+from jdc_jax.codec import Codec
 from jdc_jax.default_config import get_config
 from jdc_jax.models import build_model, registry
 
@@ -60,6 +61,7 @@ TINY = dict(channels=16, latent_channels=16)
 TINY_FIELDS = {"jicd": dict(TINY, base_channels=12, context_model="serial"),
                "codec": dict(TINY, context_model="serial"),
                "hyperprior": dict(TINY, context_model="none"),
+               "scale_hyperprior": dict(TINY),
                "factorized": dict(TINY)}
 # Random initialisation predicts scales near 0 for latents of standard deviation ~1: most symbols
 # would then fall in the tables' escape bin, where the estimate's likelihood floor (1e-9, 30 bits)
@@ -88,10 +90,26 @@ def tiny_model(kind: str, **fields):
     fields = {**TINY_FIELDS[kind], **fields}
     # The serial and checkerboard context layers have the same parameter shapes.
     shared = dict(fields)
-    if kind not in ("hyperprior", "factorized") and fields["context_model"] == "checkerboard":
+    if kind not in ("hyperprior", "factorized") and fields.get("context_model") == "checkerboard":
         shared["context_model"] = "serial"
     params = _initial_params(kind, tuple(sorted(shared.items())))
     return build_model(kind, **fields), jax.tree.map(np.copy, params)
+
+
+@functools.lru_cache(maxsize=None)
+def _calibrated(kind: str, fields: tuple):
+    from jdc_jax.integer import calibrate
+    model, params = tiny_model(kind, **dict(fields))
+    codec = Codec(model, params)
+    images = [generated_image(64, 64, seed=20), generated_image(96, 128, seed=21)]
+    return codec, calibrate.calibrate(model, params, codec.side_tables.medians, images)
+
+
+def integer_codec(kind: str, **fields):
+    """(codec with the integer entropy path, its `IntegerEntropyModel`): a tiny codec
+    calibrated on two generated images (cached per kind and fields)."""
+    codec, integer = _calibrated(kind, tuple(sorted(fields.items())))
+    return codec.with_integer_entropy(integer), integer
 
 
 def perturbed(params, amount: float = 1e-3):
@@ -121,3 +139,27 @@ def generated_image(height: int, width: int, seed: int = 0) -> np.ndarray:
     base = 0.5 + 0.4 * np.sin(3.0 * rows + 2.0 * cols + np.array([0.0, 1.0, 2.0]))
     noisy = base + 0.05 * rng.standard_normal((height, width, 3))
     return np.clip(np.round(noisy * 255), 0, 255).astype(np.uint8)
+
+
+# The tiny codecs the decoder fuzz runs (tests/test_faults.py, benchmarks/fuzz_decoder.py).
+FUZZ_CODECS = {"jicd-serial": ("jicd", {}),
+               "jicd-checkerboard": ("jicd", {"context_model": "checkerboard"}),
+               "hyperprior": ("hyperprior", {}),
+               "factorized": ("factorized", {})}
+
+
+def fuzz_targets() -> dict:
+    """name -> (codec, files, outputs) of each FUZZ_CODECS codec: its files of two images and
+    a base-only file, a file of the next codec (another model), and the outputs it decodes."""
+    codecs = {name: Codec(*tiny_model(kind, **fields)) for name, (kind, fields)
+              in FUZZ_CODECS.items()}
+    names = list(codecs)
+    targets = {}
+    for position, name in enumerate(names):
+        codec, foreign = codecs[name], codecs[names[(position + 1) % len(names)]]
+        files = [codec.compress(generated_image(64, 64, seed=1)),
+                 codec.compress(generated_image(48, 80, seed=2)),
+                 codec.compress(generated_image(64, 64, seed=3), layers="base"),
+                 foreign.compress(generated_image(64, 64, seed=4))]
+        targets[name] = (codec, files, codec.outputs)
+    return targets

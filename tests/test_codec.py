@@ -221,6 +221,77 @@ def test_info_reports_stream_sizes_that_add_up():
     assert info["context_model"] == "serial" and info["enhancement_layer"] == "present"
 
 
+# ------------------------------------------------------------------------------ scan orders
+
+@pytest.mark.parametrize("name", ["jicd-serial", "codec"])
+def test_wavefront_and_raster_files_decode_to_identical_latents_and_pixels(name):
+    codec, _ = _codec(name)
+    image = generated_image(150, 450, seed=6)  # a 12 x 32 latent: 65 fronts, buckets 8 and 16
+    encodings = {order: codec.encode(image, scan_order=order) for order in ("raster", "wavefront")}
+    for order, encoding in encodings.items():
+        assert codec.info(encoding.data)["scan_order"] == order
+    for stream, latent in encodings["raster"].latents.items():
+        np.testing.assert_array_equal(encodings["wavefront"].latents[stream], latent)
+    for output in codec.outputs:
+        raster, wavefront = (codec.decode(encodings[order].data, output)
+                             for order in ("raster", "wavefront"))
+        assert set(raster.latents) == set(wavefront.latents)
+        for stream, latent in raster.latents.items():
+            np.testing.assert_array_equal(wavefront.latents[stream], latent)
+            np.testing.assert_array_equal(latent, encodings["raster"].latents[stream])
+        np.testing.assert_array_equal(wavefront.image, raster.image)
+    # The same probabilities code the same symbols in another order.
+    sizes = [len(encodings[order].data) for order in ("raster", "wavefront")]
+    assert abs(sizes[0] - sizes[1]) <= 0.01 * sizes[0]
+
+
+def test_serial_files_are_written_in_wavefront_order_unless_raster_is_asked():
+    codec, _ = _codec("jicd-serial")
+    image = generated_image(64, 64, seed=7)
+    info = codec.info(codec.compress(image))
+    assert (info["format_version"], info["scan_order"]) == (2, "wavefront")
+    assert codec.info(codec.compress(image, scan_order="raster"))["scan_order"] == "raster"
+    with pytest.raises(ValueError, match="scan order must be one of"):
+        codec.compress(image, scan_order="zigzag")
+    # Other context models have one order: the file is the same and says "raster".
+    hyperprior, _ = _codec("hyperprior")
+    data = hyperprior.compress(image)
+    assert hyperprior.compress(image, scan_order="raster") == data
+    assert hyperprior.info(data)["scan_order"] == "raster"
+
+
+def _as_format_version_1(data: bytes) -> bytes:
+    """A raster-order float-path file in the layout version 1 wrote: the same header without
+    its scan order and entropy path bytes (offsets 65 and 66), version 1, header size and CRC to
+    match; the same chunks."""
+    parsed = file_format.parse_file(data)
+    assert (parsed.header.scan_order, parsed.header.entropy_path) == ("raster", "float")
+    header_size = parsed.spans["header"][1]
+    old = bytearray(data[:65] + data[67:header_size - 4])
+    struct.pack_into("<HH", old, 8, 1, header_size - 2)
+    return bytes(old) + struct.pack("<I", zlib.crc32(old)) + data[header_size:]
+
+
+def test_version_1_files_decode_in_raster_order():
+    codec, _ = _codec("jicd-serial")
+    encoding = codec.encode(generated_image(70, 100, seed=8), scan_order="raster")
+    old = _as_format_version_1(encoding.data)
+    assert codec.info(old)["format_version"] == 1
+    for output in codec.outputs:
+        decoding = codec.decode(old, output)
+        for stream, symbols in decoding.symbols.items():
+            np.testing.assert_array_equal(symbols, encoding.symbols[stream])
+        np.testing.assert_array_equal(decoding.image, codec.decode(encoding.data, output).image)
+
+
+def test_a_header_naming_the_wrong_scan_order_is_caught_by_the_symbols_crc():
+    codec, _ = _codec("jicd-serial")
+    data = codec.compress(generated_image(64, 64, seed=9))
+    assert data[65] == 1  # wavefront
+    with pytest.raises(api.SymbolsMismatch, match="base chunk"):
+        codec.decompress(_with_header_field(data, 65, "<B", 0))
+
+
 # ------------------------------------------------------------------------------ hostile input
 
 @pytest.fixture(scope="module")
@@ -263,16 +334,24 @@ def _with_header_field(data, offset, fmt, value):
 
 @pytest.mark.parametrize("offset,fmt,value,error,message", [
     (0, "<8s", b"\x89PNG\r\n\x1a\n", file_format.NotAJdcFile, "not a .jdc file"),
-    (8, "<H", 2, file_format.UnsupportedVersion, "version 2 is not supported"),
+    (8, "<H", 3, file_format.UnsupportedVersion, "version 3 is not supported"),
     (48, "<I", 2**31, file_format.InvalidHeader, "image height 2147483648 is outside"),
     (52, "<I", 2**20, file_format.InvalidHeader, "image width 1048576 is outside"),
     (64, "<B", 200, file_format.InvalidHeader, "latent list runs past"),
-    (13, "<B", 2, file_format.InvalidHeader, "context model 'checkerboard'"),
+    (13, "<B", 2, file_format.InvalidHeader, "scan order 'wavefront' needs the serial context"),
 ])
 def test_forged_headers_are_refused(jicd_file, offset, fmt, value, error, message):
     codec, data = jicd_file
     with pytest.raises(error, match=message):
         codec.decompress(_with_header_field(data, offset, fmt, value))
+
+
+def test_raster_file_forged_to_another_context_model_is_refused_by_the_codec():
+    codec, _ = _codec("jicd-serial")
+    data = codec.compress(generated_image(64, 64, seed=5), scan_order="raster")
+    with pytest.raises(file_format.InvalidHeader, match="header does not fit this model: "
+                                                        "context model 'checkerboard'"):
+        codec.decompress(_with_header_field(data, 13, "<B", 2))
 
 
 def test_file_of_another_model_is_refused(jicd_file):

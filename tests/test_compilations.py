@@ -151,3 +151,22 @@ def test_codec_compiles_nothing_for_a_second_image_of_the_same_size():
     # 40x56 pads to 64x64 and 70x56 to 128x64: each compress piece compiles once for the new
     # shape.
     assert other_size.names == first_compress.names
+
+
+def test_wavefront_codec_compiles_one_front_program_per_bucket_and_no_more():
+    model, params = tiny_model("jicd")
+    codec = Codec(model, params)
+    front_programs = ("jit(base_parameters_front)", "jit(enhancement_parameters_front)")
+    # 150 x 230 pads to 192 x 256, a 12 x 16 latent: fronts of at most 6 positions, bucket 8.
+    with count_compilations() as first:
+        data = codec.compress(generated_image(150, 230, seed=1))
+        codec.decompress(data, "noisy")
+    with count_compilations() as same_size:
+        codec.decompress(codec.compress(generated_image(150, 230, seed=2)), "noisy")
+    # 150 x 450 pads to 192 x 512, a 12 x 32 latent: fronts of up to 11 positions, buckets 8
+    # (reused) and 16 (new).
+    with count_compilations() as wider:
+        codec.decompress(codec.compress(generated_image(150, 450, seed=3)), "noisy")
+    assert [first.by_name().get(name, 0) for name in front_programs] == [1, 1]
+    assert same_size.count == 0
+    assert [wider.by_name().get(name, 0) for name in front_programs] == [1, 1]

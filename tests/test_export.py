@@ -14,13 +14,15 @@ import jaxlib
 import numpy as np
 import pytest
 
-from conftest import generated_image, save_checkpoint, tiny_model
+from conftest import generated_image, save_checkpoint, tiny_model, write_images
 import jdc_jax
 from jdc_jax import export, exported
 from jdc_jax.codec import Codec, file_format
+from jdc_jax.integer import __main__ as integer_cli
 
 ROOT = Path(__file__).resolve().parents[1]
-# Serial context with two layers; hyperprior-only parameters; no side stream.
+# Serial context with two layers (calibrated: its package holds the integer entropy path);
+# hyperprior-only parameters; no side stream.
 KINDS = ("jicd", "hyperprior", "factorized")
 FORBIDDEN_MODULES = ("flax", "orbax", "tensorflow", "optax", "jdc_jax.models", "jdc_jax.train",
                      "jdc_jax.codec.api", "jdc_jax.checkpoints")
@@ -35,6 +37,10 @@ def packages(tmp_path_factory):
     for kind in KINDS:
         _, params = tiny_model(kind)
         checkpoint = save_checkpoint(folder / f"{kind}_run", kind, params)
+        if kind == "jicd":
+            images = write_images(folder / "calibration", [(64, 64), (80, 96)])
+            assert integer_cli.main(["calibrate", "--checkpoint", checkpoint, "--images",
+                                     str(images)]) == 0
         package = folder / f"{kind}_package"
         assert export.main(["--checkpoint", checkpoint, "--out", str(package)]) == 0
         codec = Codec.from_checkpoint(checkpoint)
@@ -80,7 +86,8 @@ print(json.dumps(loaded))
         for output, pixels in setup["decoded"].items():
             np.testing.assert_array_equal(np.load(folder / f"{kind}_fresh_{output}.npy"), pixels)
     header = file_format.parse_file(packages["jicd"]["files"]["full"]).header
-    assert header.model_id == packages["jicd"]["codec"].model_id
+    assert header.entropy_path == "integer"
+    assert header.model_id == packages["jicd"]["codec"].integer_model_id
 
 
 def test_manifest_hashes_every_file_and_names_the_native_model_id(packages):
@@ -92,8 +99,11 @@ def test_manifest_hashes_every_file_and_names_the_native_model_id(packages):
     for path, digest in manifest["files"].items():
         assert hashlib.sha256((package / path).read_bytes()).hexdigest() == digest
     assert manifest["model_id"] == codec.model_id.hex()
+    assert manifest["integer_model_id"] == codec.integer_model_id.hex()
+    assert "integer_model_id" not in json.loads(
+        (packages["hyperprior"]["package"] / "manifest.json").read_text())
     assert manifest["versions"] == {"jdc_jax": jdc_jax.__version__, "jax": jax.__version__,
-                                    "jaxlib": jaxlib.__version__, "file_format": 1}
+                                    "jaxlib": jaxlib.__version__, "file_format": 2}
     tables = Path(setup["checkpoint"]) / "checkpoints" / "1" / "coding_tables"
     assert (package / "side_tables.bin").read_bytes() == (tables / "side.bin").read_bytes()
     assert (package / "latent_tables.bin").read_bytes() == (tables / "latent.bin").read_bytes()
@@ -102,11 +112,18 @@ def test_manifest_hashes_every_file_and_names_the_native_model_id(packages):
     assert sorted(functions) == sorted(
         ["analysis", "hyper_analysis", "hyper_synthesis", "synthesize_denoised",
          "synthesize_noisy", "base_context_matrix", "base_parameters_at",
-         "enhancement_context_matrix", "enhancement_parameters_at"])
+         "base_parameters_front", "enhancement_context_matrix", "enhancement_parameters_at",
+         "enhancement_parameters_front"])
     analysis = jax.export.deserialize(
         bytearray((package / functions["analysis"]["file"]).read_bytes()))
     assert str(analysis.in_avals[-1].shape) == "(1, 16*h, 16*w, 3)"
     assert analysis.platforms == ("cpu", "cuda", "tpu")
+    front = jax.export.deserialize(
+        bytearray((package / functions["enhancement_parameters_front"]["file"]).read_bytes()))
+    # psi (2M = 32), taps (12 of the 4 enhancement channels), matrix, bias, the base latent.
+    assert [str(aval.shape) for aval in front.in_avals[-5:]] == [
+        "(b, 32)", "(b, 12, 4)", "(48, 8)", "(8,)", "(b, 12)"]
+    assert str(front.out_avals[0].shape) == "(b, 2, 4)"
 
 
 def _copy(package: Path, target: Path) -> Path:
@@ -144,6 +161,16 @@ def test_forged_model_id_in_the_manifest_is_refused(packages, tmp_path):
     manifest["model_id"] = "0" * 64
     (package / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(exported.PackageHashMismatch, match="manifest.json: model id 00000000"):
+        exported.Codec.load(package)
+
+
+def test_forged_integer_model_id_in_the_manifest_is_refused(packages, tmp_path):
+    package = _copy(packages["jicd"]["package"], tmp_path / "package")
+    manifest = json.loads((package / "manifest.json").read_text())
+    manifest["integer_model_id"] = "0" * 64
+    (package / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(exported.PackageHashMismatch,
+                       match="manifest.json: integer model id 00000000 does not match"):
         exported.Codec.load(package)
 
 

@@ -4,6 +4,7 @@ import hashlib
 import random
 import struct
 import zlib
+from pathlib import Path
 
 import pytest
 
@@ -15,8 +16,13 @@ from jdc_jax.codec.file_format import (
 # Offsets from the documented layout.
 HEADER_SIZE_OFFSET = 10
 HEIGHT_OFFSET = 48
-FIRST_LATENT_OFFSET = 65
+SCAN_ORDER_OFFSET = 65
+ENTROPY_PATH_OFFSET = 66
+FIRST_LATENT_OFFSET = 67
 CHUNK_FRAMING_BYTES = 20  # tag, length, symbols CRC, framing CRC, then the payload CRC
+# Written by the version-1 writer (tests/fixtures/make_format_v1_fixture.py): make_header(
+# context_model="serial") and make_chunks().
+VERSION_1_FILE = Path(__file__).resolve().parent / "fixtures" / "format_v1_serial.jdc"
 
 
 def make_header(**changes) -> Header:
@@ -58,7 +64,7 @@ def with_header_field(data: bytes, offset: int, fmt: str, value: int) -> bytes:
 
 
 def test_round_trip_preserves_header_chunks_and_symbol_crcs_exactly():
-    header = make_header(model_kind="testolina", context_model="serial")
+    header = make_header(model_kind="testolina", context_model="serial", scan_order="wavefront")
     chunks, symbols_crcs = make_chunks(sizes=(5, 40, 17), seed=3)
     data = file_format.write_file(header, chunks, symbols_crcs)
     parsed = file_format.parse_file(data)
@@ -178,11 +184,85 @@ def test_wrong_magic_is_not_a_jdc_file():
         file_format.parse_file(png_start)
 
 
-def test_unknown_version_names_both_versions():
-    data = with_header_field(make_file(), 8, "<H", 2)
-    with pytest.raises(UnsupportedVersion, match="^file format version 2 is not supported; "
-                                                 "this reader reads version 1$"):
+def test_unknown_version_names_the_versions_read():
+    data = with_header_field(make_file(), 8, "<H", 3)
+    with pytest.raises(UnsupportedVersion, match="^file format version 3 is not supported; "
+                                                 "this reader reads versions 1 and 2$"):
         file_format.parse_file(data)
+
+
+def test_writer_stores_the_scan_order_in_the_byte_after_the_latent_count():
+    for order, code in (("raster", 0), ("wavefront", 1)):
+        header = make_header(context_model="serial", scan_order=order)
+        data = file_format.write_file(header, *make_chunks())
+        assert struct.unpack_from("<H", data, 8) == (2,)
+        assert data[SCAN_ORDER_OFFSET] == code
+        assert data[FIRST_LATENT_OFFSET: FIRST_LATENT_OFFSET + 2] == b"\x01z"
+        parsed = file_format.parse_file(data)
+        assert parsed.header == header and parsed.format_version == 2
+
+
+def test_version_1_file_parses_as_raster_order_with_its_header_and_chunks():
+    data = VERSION_1_FILE.read_bytes()
+    parsed = file_format.parse_file(data)
+    assert parsed.format_version == 1
+    assert parsed.header == make_header(context_model="serial", scan_order="raster")
+    assert (parsed.chunks, parsed.symbols_crcs) == make_chunks()
+    # Version 1 has no scan order and entropy path bytes: its latent list starts two bytes
+    # earlier, and it parses to the float entropy path.
+    assert parsed.spans["header"] == (0, 124)
+    assert parsed.header.entropy_path == "float"
+    rewritten = file_format.write_file(parsed.header, parsed.chunks, parsed.symbols_crcs)
+    assert len(rewritten) == len(data) + 2
+    assert file_format.parse_file(rewritten).header == parsed.header
+
+
+def test_every_single_byte_flip_of_a_version_1_file_is_detected():
+    data = VERSION_1_FILE.read_bytes()
+    for position in range(len(data)):
+        flipped = bytearray(data)
+        flipped[position] ^= 0xFF
+        with pytest.raises(JdcFormatError):
+            file_format.parse_file(bytes(flipped))
+
+
+def test_wavefront_order_is_refused_for_context_models_with_their_own_order():
+    with pytest.raises(InvalidHeader, match="^scan order 'wavefront' needs the serial context "
+                                            "model; a 'checkerboard' context is coded in its "
+                                            "own order$"):
+        make_header(context_model="checkerboard", scan_order="wavefront")
+    with pytest.raises(InvalidHeader, match="^scan order 'zigzag' is not one of raster, "
+                                            "wavefront$"):
+        make_header(context_model="serial", scan_order="zigzag")
+
+
+def test_unknown_scan_order_code_is_refused():
+    data = file_format.write_file(make_header(context_model="serial"), *make_chunks())
+    with pytest.raises(InvalidHeader, match="^scan order code 2 is unknown \\(known: 0 to 1\\)$"):
+        file_format.parse_file(with_header_field(data, SCAN_ORDER_OFFSET, "<B", 2))
+
+
+def test_writer_stores_the_entropy_path_in_the_byte_after_the_scan_order():
+    for path, code in (("float", 0), ("integer", 1)):
+        header = make_header(entropy_path=path)
+        data = file_format.write_file(header, *make_chunks())
+        assert data[ENTROPY_PATH_OFFSET] == code
+        assert data[FIRST_LATENT_OFFSET: FIRST_LATENT_OFFSET + 2] == b"\x01z"
+        assert file_format.parse_file(data).header == header
+    assert make_header().entropy_path == "float"
+
+
+def test_unknown_entropy_path_is_refused():
+    with pytest.raises(InvalidHeader, match="^entropy path 'fixed' is not one of float, "
+                                            "integer$"):
+        make_header(entropy_path="fixed")
+    with pytest.raises(InvalidHeader, match="^entropy path 'integer' needs a side latent"):
+        make_header(entropy_path="integer", side_written=False,
+                    latent_shapes=(("y", (4, 8, 11)),), enhancement_written=False)
+    data = file_format.write_file(make_header(), *make_chunks())
+    with pytest.raises(InvalidHeader, match="^entropy path code 2 is unknown \\(known: 0 to "
+                                            "1\\)$"):
+        file_format.parse_file(with_header_field(data, ENTROPY_PATH_OFFSET, "<B", 2))
 
 
 def test_check_model_id_names_both_models():
@@ -287,12 +367,12 @@ def test_describe_reports_bytes_and_bits_per_pixel_per_stream():
     chunks, symbols_crcs = make_chunks(sizes=(12, 108, 236))
     data = file_format.write_file(header, chunks, symbols_crcs)
     report = file_format.describe(file_format.parse_file(data))
-    # Header: 65 fixed + (1 + 1 + 12) z + (1 + 4 + 12) base + (1 + 11 + 12) enhancement + 4 CRC.
-    assert report["bytes"] == {"header": 124, "side": 32, "base": 128, "enhancement": 256,
-                               "base_only": 284, "total": 540}
-    assert report["bits_per_pixel"] == {"header": 0.484375, "side": 0.125, "base": 0.5,
-                                        "enhancement": 1.0, "base_only": 1.109375,
-                                        "total": 2.109375}
+    # Header: 67 fixed + (1 + 1 + 12) z + (1 + 4 + 12) base + (1 + 11 + 12) enhancement + 4 CRC.
+    assert report["bytes"] == {"header": 126, "side": 32, "base": 128, "enhancement": 256,
+                               "base_only": 286, "total": 542}
+    assert report["bits_per_pixel"] == {"header": 0.4921875, "side": 0.125, "base": 0.5,
+                                        "enhancement": 1.0, "base_only": 1.1171875,
+                                        "total": 2.1171875}
     assert report["num_pixels"] == 2048
     assert report["enhancement_layer"] == file_format.ENHANCEMENT_PRESENT
     assert report["bytes"]["total"] == len(data)
@@ -300,7 +380,7 @@ def test_describe_reports_bytes_and_bits_per_pixel_per_stream():
     truncated = file_format.describe(file_format.parse_file(file_format.truncate_to_base(data)),
                                      num_pixels=4096)
     assert truncated["bytes"]["enhancement"] == 0
-    assert truncated["bits_per_pixel"]["total"] == 284 * 8 / 4096 == 0.5546875
+    assert truncated["bits_per_pixel"]["total"] == 286 * 8 / 4096 == 0.55859375
     assert truncated["enhancement_layer"] == "truncated off"
 
 

@@ -13,7 +13,14 @@ identifier in each file header is the sha256 of the model kind and architecture,
 (canonical order: sorted parameter paths, each with dtype, shape and little-endian bytes) and
 both table digests (`model_identifier`, `model_id`).
 
-Compiled pieces are jitted once per architecture; JAX compiles each once per image shape.
+Integer entropy path. A model calibrated with `python -m jdc_jax.integer calibrate` has its
+integer entropy network (`jdc_jax.integer`) stored beside the checkpoint step, in
+`<step>/integer_entropy.npz`; `from_checkpoint` loads it, and the codec then writes files whose
+coding-table indexes every platform derives identically (`file_codec`, "Entropy paths"). Those
+files carry `integer_model_identifier`: the float identifier and the integer network's digest.
+
+Compiled pieces are jitted once per architecture; JAX compiles each once per image shape (the
+integer path's functions once per codec: its integer weights are constants of the program).
 """
 
 from __future__ import annotations
@@ -45,14 +52,18 @@ from jdc_jax.codec.tiling import Tiling
 from jdc_jax.entropy import latent_coding
 from jdc_jax.entropy.tables import CodingTables
 from jdc_jax.images import as_rgb, pad_to_multiple, to_uint8
+from jdc_jax.codec.integer_functions import integer_functions, integer_model_identifier
+from jdc_jax.integer.network import IntegerEntropyModel
 from jdc_jax.models.registry import FIELDS_ADDED_LATER, model_from_config
 
 # The coding core's names are this module's too (`jdc_jax.codec.api.SymbolsMismatch`, ...).
-__all__ = ["Codec", "Decoding", "Encoding", "PADDING_MULTIPLE", "SymbolsMismatch",
-           "TABLES_DIRECTORY", "architecture", "as_rgb", "build_side_tables",
+__all__ = ["Codec", "Decoding", "Encoding", "INTEGER_ENTROPY_FILE", "PADDING_MULTIPLE",
+           "SymbolsMismatch", "TABLES_DIRECTORY", "architecture", "integer_functions",
+           "integer_model_identifier", "as_rgb", "build_side_tables",
            "load_or_build_tables", "model_identifier", "named_parameters", "pad_to_multiple",
            "parameters_digest", "to_uint8"]
 TABLES_DIRECTORY = "coding_tables"
+INTEGER_ENTROPY_FILE = "integer_entropy.npz"
 _ABSENT = object()
 
 
@@ -68,11 +79,14 @@ class Codec(FileCodec):
         module's own kind. Checkpoints use their config's name ("jdc", "codec", ...).
       config: the model's config dict (a checkpoint's), kept for export; None otherwise.
       tiling: when the analysis and synthesis run on tiles (`tiling.Tiling`, `FileCodec`).
+      integer_entropy: the model's `IntegerEntropyModel` (`jdc_jax.integer`), or None: the
+        codec then writes the integer entropy path by default and decodes both paths.
     """
 
     def __init__(self, model, params, *, side_tables: CodingTables | None = None,
                  latent_tables: CodingTables | None = None, model_kind: str | None = None,
-                 config: dict | None = None, tiling: Tiling = Tiling()):
+                 config: dict | None = None, tiling: Tiling = Tiling(),
+                 integer_entropy: IntegerEntropyModel | None = None):
         streams = getattr(model, "streams", None)
         if streams not in STREAM_LAYOUTS:
             raise ValueError(f"{type(model).__name__} is not a codec model (its streams are "
@@ -87,14 +101,19 @@ class Codec(FileCodec):
         named = {name: functools.partial(_jitted(function.function),
                                          scope_weights(self.params, function.scope))
                  for name, function in model_functions(model, self.params).items()}
+        float_id = model_identifier(model, kind, params, side_tables, latent_tables)
+        if integer_entropy is not None:
+            _check_integer_fits(integer_entropy, description)
+        self.integer_entropy = integer_entropy
         super().__init__(
             functions=CodecFunctions.from_named(named, description.streams,
                                                 description.context_model),
-            model_kind=kind,
-            model_id=model_identifier(model, kind, params, side_tables, latent_tables),
+            model_kind=kind, model_id=float_id,
             context_model=description.context_model, streams=description.streams,
             groups=description.groups, side_channels=description.side_channels,
-            side_tables=side_tables, latent_tables=latent_tables, tiling=tiling)
+            side_tables=side_tables, latent_tables=latent_tables, tiling=tiling,
+            integer=None if integer_entropy is None else integer_functions(
+                integer_entropy, description.context_model, float_id))
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, *, tiling: Tiling = Tiling()) -> "Codec":
@@ -108,8 +127,45 @@ class Codec(FileCodec):
         step_directory = checkpoints.resolve_checkpoint_dir(path) / str(step)
         side_tables, latent_tables = load_or_build_tables(
             step_directory / TABLES_DIRECTORY, model, params)
+        integer_path = step_directory / INTEGER_ENTROPY_FILE
+        integer_entropy = IntegerEntropyModel.load(integer_path) if integer_path.is_file() \
+            else None
         return cls(model, params, side_tables=side_tables, latent_tables=latent_tables,
-                   model_kind=kind, config=config, tiling=tiling)
+                   model_kind=kind, config=config, tiling=tiling,
+                   integer_entropy=integer_entropy)
+
+    def with_integer_entropy(self, integer_entropy: IntegerEntropyModel | None) -> "Codec":
+        """The codec of the same model, tables and tiling with another integer entropy network
+        (None: the float path only)."""
+        return Codec(self.model, self.params, side_tables=self.side_tables,
+                     latent_tables=self.latent_tables, model_kind=self.model_kind,
+                     config=self.config, tiling=self.tiling, integer_entropy=integer_entropy)
+
+    def with_compute_dtype(self, dtype) -> "Codec":
+        """The same weights, tables and integer network with the float parts computing in
+        `dtype` (e.g. bfloat16, as a TPU computes float32 convolutions by default). It reads and
+        writes this codec's model identifiers: only the float arithmetic differs, which the
+        integer entropy path does not see (`jdc_jax.integer`); float-path files may then fail
+        with `SymbolsMismatch`."""
+        codec = Codec(self.model.clone(dtype=jnp.dtype(dtype)), self.params,
+                      side_tables=self.side_tables, latent_tables=self.latent_tables,
+                      model_kind=self.model_kind, config=self.config, tiling=self.tiling,
+                      integer_entropy=self.integer_entropy)
+        codec.model_id = self.model_id
+        if self._integer is not None:
+            codec._integer = dataclasses.replace(codec._integer, model_id=self.integer_model_id)
+        return codec
+
+
+def _check_integer_fits(integer_entropy: IntegerEntropyModel, description) -> None:
+    """Raises ValueError when an integer network was not made for this model's shapes."""
+    shapes = {stream: group.head.channels for stream, group in integer_entropy.groups.items()}
+    wanted = {stream: group.channels for stream, group in description.groups.items()}
+    if (integer_entropy.z_medians.size != description.side_channels or shapes != wanted
+            or integer_entropy.hyper_synthesis[0].kernel.shape[2] != description.side_channels):
+        raise ValueError(f"the integer entropy network (side channels "
+                         f"{integer_entropy.z_medians.size}, groups {shapes}) does not fit this "
+                         f"model (side channels {description.side_channels}, groups {wanted})")
 
 
 @functools.lru_cache(maxsize=None)

@@ -17,9 +17,18 @@ format stores, checks and returns them. It imports no numerical library.
 The byte layout, the chunk walk, the header limits and the error-detection argument are specified
 in docs/file_format.md (the one description of the format); this module implements it. In
 short: a header (magic, version, model kind, context model, padding mode, layers written, model
-identifier, image and padded sizes, the latent list, a CRC-32), then per chunk a tag, length,
+identifier, image and padded sizes, the serial scan order, the entropy-parameter path, the latent
+list, a CRC-32), then per
+chunk a tag, length,
 symbols CRC and framing CRC around the payload and its CRC. The limits (MAX_*) bound every
 allocation a hostile header could ask for, and every single-byte error fails a check.
+
+Versions. This module writes version 2 and reads versions 1 and 2. Version 2 adds two bytes to
+the fixed header: the scan order of a serial context ("raster" or "wavefront",
+`jdc_jax.codec.scan_order`) and the entropy-parameter path ("float" or "integer",
+`jdc_jax.integer`); version 1 has neither, its serial files are in raster order and its
+entropy parameters came from the float networks, so a version-1 file parses to a `Header` with
+scan_order "raster" and entropy_path "float".
 
 Errors are `JdcFormatError` (a ValueError) subclasses, each with a one-line message.
 """
@@ -33,13 +42,22 @@ import struct
 import zlib
 
 MAGIC = b"\x89JDC\r\n\x1a\n"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 # Stored as the index into these tuples: append new names, never reorder.
 MODEL_KINDS = ("jicd", "hyperprior", "testolina", "jdc", "codec", "cheng2020", "factorized",
                "scale_hyperprior")
 CONTEXT_MODELS = ("none", "serial", "checkerboard")
 PADDING_MODES = ("replicate",)  # edge replication; no writer uses another mode
+# The order of a serial context's positions (`jdc_jax.codec.scan_order`); "raster" for the other
+# context models, whose order their context model fixes.
+SCAN_ORDERS = ("raster", "wavefront")
+# How the decoder derives the coding-table indexes from z_hat and y_hat: the float networks
+# (exact on the encoder's platform only) or the integer networks of `jdc_jax.integer` (exact
+# everywhere). Files without a side latent (the factorized prior) have no entropy parameters:
+# "float".
+ENTROPY_PATHS = ("float", "integer")
 
 LAYERS = ("side", "base", "enhancement")
 CHUNK_TAGS = {"side": b"SIDE", "base": b"BASE", "enhancement": b"ENHA"}
@@ -56,7 +74,10 @@ ENHANCEMENT_PRESENT = "present"
 ENHANCEMENT_TRUNCATED = "truncated off"
 ENHANCEMENT_NOT_WRITTEN = "not written (base-only file)"
 
-_FIXED_HEADER = struct.Struct("<8sHHBBBB32sIIIIB")
+# Version 2: ..., number of latents, scan order, entropy path. Version 1 ends at the number of
+# latents.
+_FIXED_HEADER = struct.Struct("<8sHHBBBB32sIIIIBBB")
+_FIXED_HEADER_V1 = struct.Struct("<8sHHBBBB32sIIIIB")
 _VERSION_END = 10  # magic and version: all a reader may assume of any future version
 _LATENT_DIMS = struct.Struct("<III")
 _UINT32 = struct.Struct("<I")
@@ -112,6 +133,10 @@ class Header:
       side_written: whether the encoder wrote a side (z) chunk.
       enhancement_written: whether the encoder wrote an enhancement chunk (it may since have been
         cut off; `ParsedFile.has_enhancement` says whether it is there).
+      scan_order: one of SCAN_ORDERS, the order of a serial context's positions; "raster" for
+        the other context models and in every version-1 file.
+      entropy_path: one of ENTROPY_PATHS, how the coding-table indexes were derived: "float"
+        (and in every version-1 file) or "integer" (`jdc_jax.integer`; needs a side latent).
 
     Raises InvalidHeader when a field breaks the checks in the module docstring.
     """
@@ -127,11 +152,18 @@ class Header:
     context_model: str
     side_written: bool
     enhancement_written: bool
+    scan_order: str = "raster"
+    entropy_path: str = "float"
 
     def __post_init__(self):
         _require_choice("model kind", self.model_kind, MODEL_KINDS)
         _require_choice("context model", self.context_model, CONTEXT_MODELS)
         _require_choice("padding mode", self.padding_mode, PADDING_MODES)
+        _require_choice("scan order", self.scan_order, SCAN_ORDERS)
+        if self.scan_order != "raster" and self.context_model != "serial":
+            raise InvalidHeader(f"scan order {self.scan_order!r} needs the serial context model; "
+                                f"a {self.context_model!r} context is coded in its own order")
+        _require_choice("entropy path", self.entropy_path, ENTROPY_PATHS)
         if not isinstance(self.model_id, bytes) or len(self.model_id) != 32:
             raise InvalidHeader(
                 f"model_id must be 32 bytes (a sha256 digest), got {self.model_id!r}")
@@ -144,6 +176,9 @@ class Header:
             size = getattr(self, side)
             if not 1 <= size <= MAX_IMAGE_SIDE:
                 raise InvalidHeader(f"image {side} {size} is outside [1, {MAX_IMAGE_SIDE}]")
+        if self.entropy_path != "float" and not self.side_written:
+            raise InvalidHeader(f"entropy path {self.entropy_path!r} needs a side latent; a file "
+                                f"without one has no entropy parameters")
         if self.height * self.width > MAX_IMAGE_PIXELS:
             raise InvalidHeader(f"image {self.height}x{self.width} has {self.height * self.width} "
                                 f"pixels, more than the maximum {MAX_IMAGE_PIXELS}")
@@ -221,12 +256,14 @@ class ParsedFile:
       symbols_crcs: the stored symbols CRC of each chunk present, by layer name.
       spans: (offset, size) in bytes of each part present: "header" and the whole chunks,
         framing included; the sizes add up to the file size.
+      format_version: the version the file was written in (one of READABLE_VERSIONS).
     """
 
     header: Header
     chunks: dict[str, bytes]
     symbols_crcs: dict[str, int]
     spans: dict[str, tuple[int, int]]
+    format_version: int = FORMAT_VERSION
 
     @property
     def has_enhancement(self) -> bool:
@@ -287,7 +324,7 @@ def parse_file(data: bytes) -> ParsedFile:
     truncated: N of M bytes"). Raises a `JdcFormatError` subclass naming the problem.
     """
     data = _as_bytes(data)
-    header, header_size = _parse_header(data)
+    header, header_size, version = _parse_header(data)
     chunks, symbols_crcs, spans = {}, {}, {"header": (0, header_size)}
     offset = header_size
     for layer in header.layers_written:
@@ -304,7 +341,7 @@ def parse_file(data: bytes) -> ParsedFile:
     for layer in ("side", "base"):
         if layer in header.layers_written and layer not in chunks:
             raise TruncatedFile(f"file ends at byte {len(data)}, before the {layer} chunk")
-    return ParsedFile(header, chunks, symbols_crcs, spans)
+    return ParsedFile(header, chunks, symbols_crcs, spans, version)
 
 
 def truncate_to_base(data: bytes) -> bytes:
@@ -378,28 +415,34 @@ def _encode_header(header: Header) -> bytes:
         MAGIC, FORMAT_VERSION, header_size, MODEL_KINDS.index(header.model_kind),
         CONTEXT_MODELS.index(header.context_model), PADDING_MODES.index(header.padding_mode),
         layer_bits, header.model_id, header.height, header.width, header.padded_height,
-        header.padded_width, len(header.latent_shapes)) + latents
+        header.padded_width, len(header.latent_shapes),
+        SCAN_ORDERS.index(header.scan_order),
+        ENTROPY_PATHS.index(header.entropy_path)) + latents
     return body + _UINT32.pack(zlib.crc32(body))
 
 
-def _parse_header(data: bytes) -> tuple[Header, int]:
-    """Decodes the header at the start of `data`; returns it and its size in bytes."""
+def _parse_header(data: bytes) -> tuple[Header, int, int]:
+    """Decodes the header at the start of `data`; returns it, its size in bytes and the file's
+    format version."""
     magic = data[: len(MAGIC)]
     if magic != MAGIC[: len(magic)]:
         raise NotAJdcFile(f"not a .jdc file: starts with {magic!r}, not {MAGIC!r}")
     if len(data) < _VERSION_END:
         raise TruncatedFile(f"header truncated: {len(data)} of at least {_VERSION_END} bytes")
     (version,) = struct.unpack_from("<H", data, len(MAGIC))
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
+        readable = " and ".join(map(str, READABLE_VERSIONS))
         raise UnsupportedVersion(f"file format version {version} is not supported; this reader "
-                                 f"reads version {FORMAT_VERSION}")
-    if len(data) < _FIXED_HEADER.size:
-        raise TruncatedFile(f"header truncated: {len(data)} of at least {_FIXED_HEADER.size} bytes")
+                                 f"reads versions {readable}")
+    fixed = _FIXED_HEADER if version == 2 else _FIXED_HEADER_V1
+    if len(data) < fixed.size:
+        raise TruncatedFile(f"header truncated: {len(data)} of at least {fixed.size} bytes")
     (_, _, header_size, kind_code, context_code, padding_code, layer_bits, model_id,
-     height, width, padded_height, padded_width, num_latents) = _FIXED_HEADER.unpack_from(data)
+     height, width, padded_height, padded_width, num_latents,
+     *version_2_codes) = fixed.unpack_from(data)
     if header_size > len(data):
         raise TruncatedFile(f"header truncated: {len(data)} of {header_size} bytes")
-    raw_latents, crc_offset = _frame_latent_list(data, header_size, num_latents)
+    raw_latents, crc_offset = _frame_latent_list(data, header_size, num_latents, fixed.size)
     (stored_crc,) = _UINT32.unpack_from(data, crc_offset)
     computed_crc = zlib.crc32(data[:crc_offset])
     if stored_crc != computed_crc:
@@ -427,22 +470,27 @@ def _parse_header(data: bytes) -> tuple[Header, int]:
         latent_shapes=tuple(latent_shapes),
         context_model=_code_name("context model", context_code, CONTEXT_MODELS),
         side_written=bool(layer_bits & _LAYER_BITS["side"]),
-        enhancement_written=bool(layer_bits & _LAYER_BITS["enhancement"]))
-    return header, header_size
+        enhancement_written=bool(layer_bits & _LAYER_BITS["enhancement"]),
+        scan_order=(_code_name("scan order", version_2_codes[0], SCAN_ORDERS)
+                    if version_2_codes else "raster"),
+        entropy_path=(_code_name("entropy path", version_2_codes[1], ENTROPY_PATHS)
+                      if version_2_codes else "float"))
+    return header, header_size, version
 
 
-def _frame_latent_list(data: bytes, header_size: int, num_latents: int):
-    """Reads the latent entries through their length bytes alone, before the header CRC.
+def _frame_latent_list(data: bytes, header_size: int, num_latents: int, fixed_size: int):
+    """Reads the latent entries, from `fixed_size` (the end of the version's fixed header part)
+    through their length bytes alone, before the header CRC.
 
     The list must end exactly where the header size field puts the CRC; this is what makes a
     damaged size field detectable without trusting the CRC it locates.
     Returns ([(raw_name, (height, width, channels)), ...], offset of the header CRC).
     """
     crc_offset = header_size - _UINT32.size
-    if crc_offset < _FIXED_HEADER.size:
+    if crc_offset < fixed_size:
         raise InvalidHeader(f"header size {header_size} is below the minimum "
-                            f"{_FIXED_HEADER.size + _UINT32.size} bytes")
-    latents, offset = [], _FIXED_HEADER.size
+                            f"{fixed_size + _UINT32.size} bytes")
+    latents, offset = [], fixed_size
     for _ in range(num_latents):
         entry_end = offset + 1 + _LATENT_DIMS.size
         if entry_end <= crc_offset:

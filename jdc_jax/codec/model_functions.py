@@ -14,7 +14,11 @@ package, however many functions share them.
 
 Argument shapes are `jax.export.symbolic_shape` specifications, float32. Height and width are
 symbolic with the divisibility each transform needs (g_a: four stride-2 layers, 16 * h; h_a:
-two, 4 * h); the per-position step has fixed shapes.
+two, 4 * h); the per-position step has fixed shapes and the front step a symbolic number of
+positions b (the codec calls it with a few bucket sizes, `scan_order.front_bucket`).
+
+Each function is named after its entry (`__name__`), so compilation counts name the program,
+e.g. "jit(base_parameters_front)".
 """
 
 from __future__ import annotations
@@ -171,6 +175,11 @@ def _model_functions(model, treedef, streams, context_model, side_channels, late
                 (f"1, {hyper_channels}", f"1, {taps}, {channels}",
                  f"{taps * channels}, {2 * channels}", f"{2 * channels}")
                 + ((f"1, {base_channels}",) if extra else ()))
+            functions[f"{stream}_parameters_front"] = ModelFunction(
+                apply(functools.partial(_parameters_front, module=module), module), module,
+                (f"b, {hyper_channels}", f"b, {taps}, {channels}",
+                 f"{taps * channels}, {2 * channels}", f"{2 * channels}")
+                + ((f"b, {base_channels}",) if extra else ()))
         else:
             checkerboard = context_model == "checkerboard"
             functions[f"{stream}_parameters"] = ModelFunction(
@@ -179,6 +188,8 @@ def _model_functions(model, treedef, streams, context_model, side_channels, late
                 (f"1, h, w, {hyper_channels}",)
                 + ((f"1, h, w, {channels}",) if checkerboard else ())
                 + ((f"1, h, w, {base_channels}",) if extra else ()))
+    for name, function in functions.items():
+        function.function.__name__ = function.function.__qualname__ = name
     return functions
 
 
@@ -186,6 +197,12 @@ def _parameters_at(m, psi_at, taps, matrix, bias, extra_at=None, *, module):
     """(2, C): mean and scale at one position of a serial-context group."""
     mean, scale = getattr(m, module).entropy_parameters_at(psi_at, taps, matrix, bias, extra_at)
     return jnp.stack([mean[0], scale[0]])
+
+
+def _parameters_front(m, psi_at, taps, matrix, bias, extra_at=None, *, module):
+    """(b, 2, C): mean and scale at the b positions of a serial-context group's front."""
+    mean, scale = getattr(m, module).entropy_parameters_at(psi_at, taps, matrix, bias, extra_at)
+    return jnp.stack([mean, scale], axis=1)
 
 
 def _group_parameters(m, psi, *arrays, module, has_context, has_extra):

@@ -41,3 +41,19 @@ def model_identifier(architecture: str, weights: str, side_tables: str,
     for part in (architecture, weights, side_tables, latent_tables):
         digest.update(part.encode() + b"\0")
     return digest.digest()
+
+
+_INTEGER_MODEL_ID_VERSION = b"jdc integer model id v1\0"
+
+
+def integer_model_identifier(float_model_id: bytes, integer_network: str) -> bytes:
+    """The 32-byte identifier of files written with the integer entropy path:
+
+        sha256(b"jdc integer model id v1\\0" + float model id + integer network digest (hex))
+
+    The float model identifier covers the architecture, weights and tables; the integer network's
+    digest (`weights_digest` of `IntegerEntropyModel.named_arrays()`) covers the integer weights,
+    divisors, clip ranges and thresholds. Float-path files keep the float identifier, so a model
+    calibrated later still decodes the files it wrote before."""
+    return hashlib.sha256(_INTEGER_MODEL_ID_VERSION + bytes(float_model_id)
+                          + integer_network.encode() + b"\0").digest()

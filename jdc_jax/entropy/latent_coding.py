@@ -125,3 +125,65 @@ def build_latent_tables(precision: int = 16, tail_mass: float = 1e-9) -> CodingT
             pmfs.append(quantize_pmf(pmf, max(1.0 - pmf.sum(), 0.0), precision))
             offsets.append(-half)
     return CodingTables.from_rows(pmfs, offsets, precision=precision)
+
+
+# ----------------------------------------------------------------- the integer entropy path
+#
+# With the integer networks of `jdc_jax.integer` the entropy parameters arrive as integers: the
+# mean in fixed point, M = mean * 2^k (k = `fraction_bits`), and the scale index itself. The
+# rules above then read, in integers only (the decoder never touches a float):
+#
+#   round around the mean: centre = 0, offset bin = OFFSET_BINS // 2 (the mean's fraction is in
+#                          y_hat itself),  y_hat * 2^k = symbol * 2^k + M
+#   serial (y_hat = round(y)): centre = floor((M + 2^(k-1)) / 2^k), F = M - centre * 2^k,
+#                          offset bin = floor(((OFFSET_BINS - 1) (F + 2^(k-1)) + 2^(k-1)) / 2^k),
+#                          y_hat * 2^k = (symbol + centre) * 2^k
+#   index = scale_index * OFFSET_BINS + offset bin
+#
+# y_hat is kept in the same fixed point (int64 here; `fixed_to_float` for the synthesis, exact
+# below 2^24 / 2^k in magnitude). Only the encoder rounds a float: its y into a symbol.
+
+
+def _integer_centre(mean_fixed, fraction_bits: int, round_around_mean: bool):
+    """(centre, offset bin), int64 and int32 numpy arrays, of fixed-point means."""
+    mean_fixed = np.asarray(mean_fixed, np.int64)
+    if round_around_mean:
+        return (np.zeros_like(mean_fixed),
+                np.full(mean_fixed.shape, OFFSET_BINS // 2, np.int32))
+    half = np.int64(1) << (fraction_bits - 1)
+    centre = (mean_fixed + half) >> fraction_bits
+    fraction = mean_fixed - (centre << fraction_bits)
+    bins = ((OFFSET_BINS - 1) * (fraction + half) + half) >> fraction_bits
+    return centre, np.clip(bins, 0, OFFSET_BINS - 1).astype(np.int32)
+
+
+def integer_indexes(mean_fixed, scale_index, *, round_around_mean: bool,
+                    fraction_bits: int) -> np.ndarray:
+    """Table indexes (int32) from fixed-point means and integer scale indexes."""
+    _, bins = _integer_centre(mean_fixed, fraction_bits, round_around_mean)
+    return (np.asarray(scale_index, np.int32) * OFFSET_BINS + bins).astype(np.int32)
+
+
+def integer_symbols(y, mean_fixed, *, round_around_mean: bool, fraction_bits: int) -> np.ndarray:
+    """The encoder's int32 symbols of a latent y (float) under fixed-point means."""
+    y = np.asarray(y, np.float64)
+    if round_around_mean:
+        mean = np.asarray(mean_fixed, np.float64) / 2.0**fraction_bits
+        return np.round(y - mean).astype(np.int32)
+    centre, _ = _integer_centre(mean_fixed, fraction_bits, round_around_mean)
+    return (np.round(y).astype(np.int64) - centre).astype(np.int32)
+
+
+def integer_latent_from_symbols(symbols, mean_fixed, *, round_around_mean: bool,
+                                fraction_bits: int) -> np.ndarray:
+    """y_hat * 2^k (int64) from decoded symbols and fixed-point means."""
+    centre, _ = _integer_centre(mean_fixed, fraction_bits, round_around_mean)
+    symbols = np.asarray(symbols, np.int64)
+    if round_around_mean:
+        return (symbols << fraction_bits) + np.asarray(mean_fixed, np.int64)
+    return (symbols + centre) << fraction_bits
+
+
+def fixed_to_float(fixed, fraction_bits: int) -> np.ndarray:
+    """float32 y_hat of a fixed-point latent (the synthesis input)."""
+    return (np.asarray(fixed, np.float64) / 2.0**fraction_bits).astype(np.float32)

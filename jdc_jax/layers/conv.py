@@ -33,6 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jdc_jax.layers.causal_mask import masked_conv_mask  # noqa: F401 (re-exported)
+
 _DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 
 
@@ -229,26 +231,6 @@ class TransposedConv(nn.Module):
                                          dimension_numbers=_DIMENSION_NUMBERS)
         y = depth_to_space(y, self.strides)
         return y if bias is None else y + bias
-
-
-def masked_conv_mask(kernel_size: int, mask_type: str) -> np.ndarray:
-    """The (k, k) float32 0/1 mask of a raster-order causal kernel (k odd).
-
-    Ones mark the taps that read positions before the centre in raster (row-major) order: all
-    rows above it, and the taps left of it in its own row. Type "A" excludes the centre itself
-    (a context model's first layer: y[p] never sees x[p]); type "B" includes it.
-    """
-    if kernel_size < 1 or kernel_size % 2 == 0:
-        raise ValueError(f"masked conv: kernel_size must be odd and positive, got {kernel_size}")
-    if mask_type not in ("A", "B"):
-        raise ValueError(f'masked conv: mask_type must be "A" or "B", got {mask_type!r}')
-    raster_index = np.arange(kernel_size * kernel_size).reshape(kernel_size, kernel_size)
-    centre_index = (kernel_size * kernel_size) // 2
-    if mask_type == "A":
-        before = raster_index < centre_index
-    else:
-        before = raster_index <= centre_index
-    return before.astype(np.float32)
 
 
 class MaskedConv(nn.Module):

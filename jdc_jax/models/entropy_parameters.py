@@ -13,7 +13,7 @@ narrows its input width D as D -> 5D/6 -> 2D/3 -> 2 C_g with LeakyReLU, which fo
 Cheng latent (D = 4M) is the paper's 12M/3 -> 10M/3 -> 8M/3 -> 2M.
 
 Context kinds: "none" (hyperprior only), "serial" (5x5 raster-order masked convolution, decoded
-one position at a time), "checkerboard" (He et al. 2021: anchors from the hyperprior alone,
+one wavefront of positions at a time, or one position at a time: `jdc_jax.codec.scan_order`), "checkerboard" (He et al. 2021: anchors from the hyperprior alone,
 non-anchors from a masked convolution over the anchors; two parallel passes).
 
 Without the EP network (`parameter_network=False`, hyperprior only, no context) psi itself holds
@@ -111,15 +111,18 @@ class GroupEntropyParameters(nn.Module):
 
     def entropy_parameters_at(self, psi_at, causal_taps, context_matrix, context_bias,
                               extra_at=None):
-        """(mean, scale), each (B, C_g) float32, at one position of a serial-context group.
+        """(mean, scale), each (B, C_g) float32, at B positions of a serial-context group (one
+        position, or the positions of one wavefront).
 
         psi_at (B, 2M) and extra_at (B, E) are the hyper-synthesis features and the extra
-        conditioning at the position, causal_taps (B, T, C_g) its already decoded neighbours and
+        conditioning at the positions, causal_taps (B, T, C_g) its already decoded neighbours and
         (context_matrix, context_bias) `serial_context_matrix()`. This is the per-position form
         the serial encoder and decoder both run, so they see identical floats.
         """
         taps = jnp.asarray(causal_taps, jnp.float32)
-        context = taps.reshape(taps.shape[0], -1) @ context_matrix + context_bias
+        # No -1 in the shape: B may be a symbolic dimension (`jax.export`).
+        context = (taps.reshape(taps.shape[0], taps.shape[1] * taps.shape[2]) @ context_matrix
+                   + context_bias)
         extra = None if extra_at is None else extra_at[:, None, None, :]
         mean, scale = self.entropy_parameters(psi_at[:, None, None, :],
                                               context[:, None, None, :], extra)
