@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from jdc_jax import data_sources, images
 from jdc_jax.models.entropy_parameters import CONTEXT_MODELS
-from jdc_jax.models.registry import MODEL_KINDS
+from jdc_jax.models.registry import DENOISER_KINDS, MODEL_KINDS
 
 TARGETS = ("clean", "noisy", "teacher")
 
@@ -45,7 +45,7 @@ def validate_config(config) -> None:
     if config.model not in MODEL_KINDS:
         raise ConfigError(f"model: unknown kind {config.model!r}; expected one of "
                           f"{sorted(MODEL_KINDS)}")
-    if config.model != "denoiser":
+    if config.model not in DENOISER_KINDS:
         if config.channels < 1 or config.latent_channels < 1:
             raise ConfigError("channels and latent_channels must be positive")
         if config.context_model not in CONTEXT_MODELS:
@@ -84,6 +84,16 @@ def validate_config(config) -> None:
     if not 0 <= config.get("warmup_steps", 0) < config.num_train_steps:
         raise ConfigError(f"warmup_steps must be in [0, num_train_steps), got "
                           f"{config.warmup_steps}")
+    init_step = config.get("init_step", 0)
+    if init_step and not config.get("init_from"):
+        raise ConfigError(f"init_step {init_step} continues from init_from's parameters; give "
+                          "init_from (a checkpoint or zoo:NAME:RATE_POINT)")
+    if not 0 <= init_step < config.num_train_steps:
+        raise ConfigError(f"init_step must be in [0, num_train_steps), got {init_step} "
+                          f"(num_train_steps {config.num_train_steps})")
+    if config.get("restart_warmup_steps", 100) < 1:
+        raise ConfigError(f"restart_warmup_steps must be at least 1, got "
+                          f"{config.restart_warmup_steps}")
     if not 0.0 <= config.get("final_lr_fraction", 0.0) <= 1.0:
         raise ConfigError(f"final_lr_fraction must be in [0, 1], got {config.final_lr_fraction}")
     try:

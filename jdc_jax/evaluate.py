@@ -10,8 +10,13 @@ every method sees identical noisy inputs. Methods:
 - the cascade: plain-codec checkpoints (trained noisy -> noisy) with `--denoiser CKPT`, which
   denoises the decoded image;
 - `--method denoiser --denoiser CKPT`: the denoiser on the raw noisy image (a reference result);
-- `--method bm3d`: CBM3D (`bm3d.bm3d_rgb`) on the raw noisy image given the true noise std
-  (AWGN sigma; for other noise the std of noisy - clean, as the JICD paper does for FFDNet).
+- `--method wavelet` or `--method bm3d`: a classical denoiser on the raw noisy image (CBM3D is
+  given the true noise std: AWGN sigma; for other noise the std of noisy - clean, as the JICD
+  paper does for FFDNet);
+- stock pipelines (`baselines`): `--method wavelet+webp` (denoise, then code), `webp+wavelet`
+  (code, then denoise after decoding), with `jpeg` or `bm3d` in either place, each at every
+  `--target-bpp` (the largest codec quality whose file is not larger), so that they sit on the
+  same plots and BD-rate tables as the learned codecs.
 
 Per image and as means: `bpp` (the denoised product: header + side + base bytes), `bpp_full`
 (the whole file), PSNR / SSIM / MS-SSIM of the denoised output vs the clean image and of the
@@ -36,8 +41,8 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
+from jdc_jax import baselines, metrics
 from jdc_jax import images as image_io
-from jdc_jax import metrics
 from jdc_jax import noise as noise_lib
 from jdc_jax import results as results_lib
 from jdc_jax import zoo
@@ -45,8 +50,7 @@ from jdc_jax.codec import Codec, file_format
 from jdc_jax.models import registry
 from jdc_jax.models.losses import psnr_from_mse, stream_bits
 
-METHODS = ("codec", "denoiser", "bm3d")
-ZOO_PREFIX = "zoo:"
+METHODS = ("codec", "denoiser")  # and every `baselines` pipeline name
 
 
 def load_dataset(spec: str, limit: int = 0) -> list[tuple[str, np.ndarray]]:
@@ -65,15 +69,26 @@ def quality(output: np.ndarray, reference: np.ndarray, prefix: str = "") -> dict
 
 
 class DenoiserRunner:
-    """A trained Flax denoiser checkpoint applied to uint8 images (compiled per image shape)."""
+    """A trained denoiser checkpoint (DnCNN-style or FFDNet) applied to uint8 images (compiled
+    per image shape). FFDNet is told each image's noise std (8-bit units)."""
 
     def __init__(self, path: str):
-        model, params, _ = registry.restore_model(path, kind="denoiser")
-        self._apply = jax.jit(lambda x: model.apply({"params": params}, x)["denoised"])
+        model, params, _ = registry.restore_model(path, kinds=registry.DENOISER_KINDS)
+        self.takes_noise_level = registry.takes_noise_level(model)
+        self._apply = jax.jit(lambda x, level: model.apply(
+            {"params": params}, x, **_noise_level_argument(model, level))["denoised"])
 
-    def __call__(self, image: np.ndarray) -> np.ndarray:
+    def __call__(self, image: np.ndarray, noise_std: float | None = None) -> np.ndarray:
+        if self.takes_noise_level and noise_std is None:
+            raise ValueError("this denoiser needs the noise std of the image")
         x = image[None].astype(np.float32) / 255.0
-        return image_io.to_uint8(np.asarray(self._apply(x))[0])
+        level = np.float32((noise_std or 0.0) / 255.0)
+        return image_io.to_uint8(np.asarray(self._apply(x, level))[0])
+
+
+def _noise_level_argument(model, level) -> dict:
+    """{"noise_level": level} for models told the noise level (FFDNet), else {}."""
+    return {"noise_level": level} if registry.takes_noise_level(model) else {}
 
 
 def evaluate_images(model, params, images, noise_spec: str, seed: int,
@@ -84,13 +99,15 @@ def evaluate_images(model, params, images, noise_spec: str, seed: int,
     synthesized per image from a seed derived from its name, so every evaluation (this one
     during training, and `evaluate_codec` with real files) sees the same noisy inputs."""
     spec = noise_lib.parse_noise_spec(noise_spec)
-    apply = jax.jit(lambda p, x: model.apply({"params": p}, x, train=False))
+    apply = jax.jit(lambda p, x, level: model.apply({"params": p}, x, train=False,
+                                                    **_noise_level_argument(model, level)))
     sums: dict[str, float] = {}
     for name, clean in images:
         noisy = noise_lib.noisy_for_file(clean, name, spec, seed)
         h, w = clean.shape[:2]
         x = image_io.pad_to_multiple(noisy, 64)[None].astype(np.float32) / 255.0
-        out = jax.device_get(apply(params, x))
+        level = np.float32(noise_std(spec, noise_spec, noisy, clean) / 255.0)
+        out = jax.device_get(apply(params, x, level))
         values = {}
         for stream, bits in stream_bits(out.get("likelihoods", {})).items():
             values[f"bpp_{stream}"] = float(bits[0]) / (h * w)
@@ -110,7 +127,8 @@ def evaluate_images(model, params, images, noise_spec: str, seed: int,
 
 
 def noise_std(spec: noise_lib.NoiseSpec, spec_text: str, noisy, clean) -> float:
-    """The noise std (8-bit units) CBM3D is given: sigma for fixed AWGN, else measured."""
+    """The noise std (8-bit units) CBM3D and FFDNet are given: sigma for AWGN of one fixed
+    sigma, else the std of noisy - clean (as the JICD paper gives FFDNet on practical noise)."""
     kind, _, argument = spec_text.partition(":")
     if kind == "awgn" and argument.replace(".", "", 1).isdigit():
         return float(argument)
@@ -119,16 +137,13 @@ def noise_std(spec: noise_lib.NoiseSpec, spec_text: str, noisy, clean) -> float:
 
 def load_codec(checkpoint: str):
     """The codec of a checkpoint path, or of a shipped model given as zoo:NAME:RATE_POINT."""
-    if checkpoint.startswith(ZOO_PREFIX):
-        name, separator, rate_point = checkpoint[len(ZOO_PREFIX):].rpartition(":")
-        if not separator or not rate_point.isdigit():
-            raise ValueError(f"{checkpoint!r}: expected zoo:NAME:RATE_POINT, e.g. "
-                             f"zoo:jicd-small-sigma25:2")
-        return zoo.load(name, int(rate_point))
+    if checkpoint.startswith(zoo.SPEC_PREFIX):
+        return zoo.load(*zoo.parse_spec(checkpoint))
     return Codec.from_checkpoint(checkpoint)
 
 
-def evaluate_codec(checkpoint: str, dataset, spec, seed: int, denoiser=None, progress=None):
+def evaluate_codec(checkpoint: str, dataset, spec, spec_text: str, seed: int, denoiser=None,
+                   progress=None):
     """Per-image metrics of one codec checkpoint (one rate point)."""
     codec = load_codec(checkpoint)
     cascade = codec.model_kind == "codec"
@@ -157,7 +172,7 @@ def evaluate_codec(checkpoint: str, dataset, spec, seed: int, denoiser=None, pro
             decoded = codec.decompress(data, output="reconstruction")
             if cascade:
                 row.update(quality(decoded, noisy, "_noisy_reconstruction"))
-                denoised = denoiser(decoded)
+                denoised = denoiser(decoded, noise_std(spec, spec_text, noisy, clean))
             else:
                 denoised = decoded
             row["decoding_time"] = time.perf_counter() - t0
@@ -168,22 +183,25 @@ def evaluate_codec(checkpoint: str, dataset, spec, seed: int, denoiser=None, pro
     return rows
 
 
-def evaluate_reference(method: str, dataset, spec, spec_text: str, seed: int, denoiser=None,
-                       progress=None):
+def evaluate_pipeline(pipeline: baselines.Pipeline, dataset, spec, spec_text: str, seed: int,
+                      target_bpp: float | None = None, denoiser=None, progress=None):
+    """Per-image metrics of a stock pipeline (`baselines`) at one target rate, or, with no
+    pipeline, of the trained `denoiser` on the raw noisy image."""
     rows = []
     for name, clean in dataset:
         noisy = noise_lib.noisy_for_file(clean, name, spec, seed)
         t0 = time.perf_counter()
-        if method == "denoiser":
-            denoised = denoiser(noisy)
+        if pipeline is None:
+            output, size = denoiser(noisy, noise_std(spec, spec_text, noisy, clean)), 0
         else:
-            import bm3d
-
-            sigma = noise_std(spec, spec_text, noisy, clean) / 255.0
-            denoised = image_io.to_uint8(bm3d.bm3d_rgb(noisy.astype(np.float64) / 255.0, sigma))
+            output, size = baselines.run_pipeline(pipeline, noisy, target_bpp,
+                                                  noise_std(spec, spec_text, noisy, clean))
         row = {"image": name, "decoding_time": time.perf_counter() - t0,
                "psnr_noisy_input": metrics.psnr(noisy, clean)}
-        row.update(quality(denoised, clean))
+        if size:
+            row["bpp"] = 8.0 * size / (clean.shape[0] * clean.shape[1])
+            row["bpp_full"] = row["bpp"]
+        row.update(quality(output, clean))
         rows.append(row)
         if progress is not None:
             progress.update(1)
@@ -201,7 +219,11 @@ def main(argv=None) -> int:
     parser.add_argument("--checkpoints", nargs="*", default=[],
                         help="codec checkpoints, one per rate point (a path, or "
                              "zoo:NAME:RATE_POINT for a shipped model)")
-    parser.add_argument("--method", choices=METHODS, default="codec")
+    parser.add_argument("--method", default="codec",
+                        help="codec | denoiser | a stock pipeline: wavelet, bm3d, or a denoiser "
+                             "and a codec (webp, jpeg) joined by '+', e.g. wavelet+webp")
+    parser.add_argument("--target-bpp", type=float, nargs="*", default=[],
+                        help="rate points of a stock pipeline that codes the image")
     parser.add_argument("--denoiser", default="", help="denoiser checkpoint (cascade or "
                         "--method denoiser)")
     parser.add_argument("--dataset", required=True, help="folder:PATH")
@@ -217,30 +239,39 @@ def main(argv=None) -> int:
         spec = noise_lib.parse_noise_spec(args.noise)
         dataset = load_dataset(args.dataset, args.limit)
         denoiser = DenoiserRunner(args.denoiser) if args.denoiser else None
+        pipeline = None if args.method in METHODS else baselines.parse_pipeline(args.method)
         if args.method == "codec" and not args.checkpoints:
             raise ValueError("--method codec needs --checkpoints")
         if args.method == "denoiser" and denoiser is None:
             raise ValueError("--method denoiser needs --denoiser CKPT")
+        if pipeline is not None and (pipeline.codec is not None) != bool(args.target_bpp):
+            raise ValueError(f"--method {pipeline.name}: give --target-bpp exactly when the "
+                             f"pipeline has a codec")
         meta = {"dataset": args.dataset, "noise": args.noise, "seed": args.seed,
                 "checkpoints": args.checkpoints, "denoiser": args.denoiser,
-                "method": args.method, "images": len(dataset),
+                "method": args.method, "target_bpp": args.target_bpp, "images": len(dataset),
                 "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} cores"}
-        units = len(dataset) * max(len(args.checkpoints), 1)
+        points = args.checkpoints if args.method == "codec" else args.target_bpp
+        units = len(dataset) * max(len(points), 1)
         with tqdm(total=units, desc=args.name, unit="image", file=sys.stderr) as progress:
-            if args.method == "codec":
-                per_point = [evaluate_codec(c, dataset, spec, args.seed, denoiser, progress)
-                             for c in args.checkpoints]
+            if points:
+                if args.method == "codec":
+                    per_point = [evaluate_codec(c, dataset, spec, args.noise, args.seed,
+                                                denoiser, progress) for c in points]
+                else:
+                    per_point = [evaluate_pipeline(pipeline, dataset, spec, args.noise,
+                                                   args.seed, bpp, progress=progress)
+                                 for bpp in points]
                 means = [mean_of(rows) for rows in per_point]
                 results = {k: [m[k] for m in means] for k in means[0]}
                 per_image = [dict(r, rate_point=i) for i, rows in enumerate(per_point)
                              for r in rows]
                 kind = results_lib.RATE_DISTORTION
             else:
-                rows = evaluate_reference(args.method, dataset, spec, args.noise, args.seed,
-                                          denoiser, progress)
+                rows = evaluate_pipeline(pipeline, dataset, spec, args.noise, args.seed,
+                                         denoiser=denoiser, progress=progress)
                 results, per_image, kind = mean_of(rows), rows, results_lib.REFERENCE
-                results.pop("encoding_time", None)
         results_lib.write_results(args.out, args.name, results, description=args.description,
                                   meta=meta, per_image=per_image, kind=kind)
     except (ValueError, FileNotFoundError) as error:

@@ -41,11 +41,12 @@ from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
-from jdc_jax import checkpoints, images, input_pipeline
+from jdc_jax import checkpoints, images, input_pipeline, zoo
 from jdc_jax.config_validation import parse_module_lr_scales, validate_config
 from jdc_jax.evaluate import evaluate_images
 from jdc_jax.models.losses import rate_distortion_loss, rate_lambda
-from jdc_jax.models.registry import init_params, model_from_config, restore_model
+from jdc_jax.models.registry import (init_params, model_from_config, restore_model,
+                                     takes_noise_level)
 from jdc_jax.sharding import global_batch, local_copy, make_mesh, replicate
 
 def learning_rate_schedule(config) -> optax.Schedule:
@@ -54,6 +55,10 @@ def learning_rate_schedule(config) -> optax.Schedule:
     A linear warm-up from 0 over `warmup_steps`, then `lr_schedule`: "constant" keeps
     `learning_rate`; "cosine" decays it to `learning_rate * final_lr_fraction` at
     `num_train_steps` (Loshchilov & Hutter 2017), the usual choice for a fixed step budget.
+
+    The argument is the optimizer's own step count, which equals the global step except in a
+    warm restart (`init_step` > 0: the run continues from parameters that already had
+    init_step steps, with a fresh optimizer), where it is the global step - init_step.
     """
     peak = config.learning_rate
     kind = config.get("lr_schedule", "constant")
@@ -65,9 +70,16 @@ def learning_rate_schedule(config) -> optax.Schedule:
             peak, max(config.num_train_steps - warmup, 1), alpha=config.final_lr_fraction)
     else:
         raise ValueError(f"unknown lr_schedule {kind!r}; expected 'constant' or 'cosine'")
-    if not warmup:
+    if warmup:
+        main = optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), main], [warmup])
+    init_step = config.get("init_step", 0)
+    if not init_step:
         return main
-    return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), main], [warmup])
+    # A warm restart (`init_step`): the optimizer starts afresh at global step init_step; its
+    # count c follows the schedule from there, ramped up again over restart_warmup_steps while
+    # Adam's moments refill.
+    rewarm = max(config.get("restart_warmup_steps", 100), 1)
+    return lambda count: main(count + init_step) * jnp.minimum(1.0, (count + 1) / rewarm)
 
 
 def with_module_update_scales(inner: optax.GradientTransformationExtraArgs,
@@ -152,7 +164,9 @@ def targets_for(model, batch, target: str):
 def loss_fn(params, model, batch, rng, *, lmbda: float, noisy_weight: float, target: str,
             train: bool = True):
     x = batch["noisy"].astype(jnp.float32) / 255.0
-    out = model.apply({"params": params}, x, train=train, rngs={"noise": rng})
+    # A denoiser told the noise level (FFDNet) gets each image's, in [0, 1] units.
+    told = {"noise_level": batch["noise_level"] / 255.0} if takes_noise_level(model) else {}
+    out = model.apply({"params": params}, x, train=train, rngs={"noise": rng}, **told)
     return rate_distortion_loss(out, targets_for(model, batch, target), lmbda=lmbda,
                                 noisy_weight=noisy_weight)
 
@@ -201,14 +215,21 @@ def create_train_state(config, model, tx, rng) -> TrainState:
     params = init_params(model, rng, (1, config.crop_size, config.crop_size, 3))
     if config.init_from:
         params = load_init_params(config.init_from, params)
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+    # A warm restart numbers its steps on from init_step (`learning_rate_schedule`).
+    return TrainState(step=jnp.asarray(config.get("init_step", 0), jnp.int32), params=params,
                       opt_state=jax.jit(tx.init)(params))
 
 
 def load_init_params(path: str, like):
-    """Parameters of another model (the lambda ladder's previous rate point); the tree must
-    match this model's exactly."""
-    params, _, step = checkpoints.restore_params(path)
+    """Parameters of another model (the lambda ladder's previous rate point), from a checkpoint
+    or a shipped model given as zoo:NAME:RATE_POINT (float16 weights, as shipped); the tree
+    must match this model's exactly."""
+    if path.startswith(zoo.SPEC_PREFIX):
+        name, rate_point = zoo.parse_spec(path)
+        params = zoo.load_params(zoo.entry_directory(name, rate_point))
+        step = int(zoo.card(name, rate_point)["training_steps"])
+    else:
+        params, _, step = checkpoints.restore_params(path)
     got = jax.tree_util.tree_structure(params)
     want = jax.tree_util.tree_structure(like)
     if got != want:
@@ -308,7 +329,7 @@ def _teacher_fn(config, mesh: Mesh):
     """The JDC teacher: a trained denoiser checkpoint as a jitted function from the global noisy
     uint8 batch to its denoised image in [0, 1], sharded like the batch. It runs on the devices,
     so the loop never waits for it on the host."""
-    teacher, params, _ = restore_model(config.teacher_checkpoint, kind="denoiser")
+    teacher, params, _ = restore_model(config.teacher_checkpoint, kinds=("denoiser",))
 
     @functools.partial(jax.jit, out_shardings=NamedSharding(mesh, P("data")))
     def run(params, noisy_uint8):
@@ -354,6 +375,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Trains the configured model in `workdir`; returns the last logged metrics (plus
     `checkpoint` and, when configured, `eval_*` / `val_*` metrics)."""
     validate_config(config)
+    # A source that cannot be read here (TFDS data neither prepared nor downloadable) fails
+    # now, in seconds, before the work directory is created or written to.
+    input_pipeline.check_source_available(config.data_source, config.data_dir or None)
     workdir = str(checkpoints.local_or_remote_path(workdir))  # local, or gs://... on clouds
     tf.io.gfile.makedirs(workdir)
     is_chief = jax.process_index() == 0
@@ -381,25 +405,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     step_rng = replicate(step_rng, mesh)
     manager = checkpoints.checkpoint_manager(
         os.path.join(workdir, checkpoints.CHECKPOINT_SUBDIR),
-        max_to_keep=config.keep_checkpoints)
+        max_to_keep=config.keep_checkpoints, remove_partial_steps=True)
 
     dataset = input_pipeline.create_train_dataset(
         config.data_source, config.noise, batch_size=local_batch, crop_size=config.crop_size,
         seed=config.seed, process_index=jax.process_index(),
         process_count=jax.process_count(), clean_fraction=config.clean_fraction,
         msssim_min=config.msssim_min or None, shuffle_buffer=config.shuffle_buffer,
-        data_dir=config.data_dir or None)
+        data_dir=config.data_dir or None, with_noise_level=takes_noise_level(model))
     iterator = iter(dataset)
     data_checkpoint = tf.train.Checkpoint(iterator=iterator)
 
     notes = []
     latest = manager.latest_step()
     if latest is not None:
-        restored = manager.restore(latest, args=ocp.args.Composite(
-            state=ocp.args.PyTreeRestore(
-                item=state, restore_args=ocp.checkpoint_utils.construct_restore_args(state)),
-            config=ocp.args.JsonRestore()))
-        state = restored["state"]
+        state = checkpoints.restore_state(manager, latest, state)
         data_path = _data_state_path(workdir, latest)
         if tf.io.gfile.exists(data_path + ".index"):
             data_checkpoint.read(data_path).assert_consumed()
@@ -430,10 +450,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     window = MetricWindow(config.batch_size)
 
     def save(step: int) -> None:
-        manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.PyTreeSave(state), config=ocp.args.JsonSave(config.to_dict())),
-            force=True)
-        data_checkpoint.write(_data_state_path(workdir, step))
+        try:
+            manager.save(step, args=ocp.args.Composite(
+                state=ocp.args.PyTreeSave(state), config=ocp.args.JsonSave(config.to_dict())),
+                force=True)
+            data_checkpoint.write(_data_state_path(workdir, step))
+        except (OSError, ValueError, RuntimeError, tf.errors.OpError) as error:
+            reporter.close()
+            latest = manager.latest_step()
+            try:  # let orbax's writer threads end before the process does
+                manager.close()
+            except Exception:  # noqa: BLE001 - the write error is the one to report
+                pass
+            raise checkpoints.CheckpointWriteError(step, workdir, latest, error) from error
         if is_chief:
             _prune_data_states(workdir, manager.all_steps())
 
@@ -461,6 +490,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                           f"{_progress_line(first_metrics)}")
         reporter.advance()
         if step % config.log_every_steps == 0 or step == config.num_train_steps:
+            # The window ends when its last step has finished: the metrics can be read before
+            # the step's parameter update is done (XLA:CPU readies outputs one by one), which
+            # made a short window's steps/s and input-wait share look many times too good.
+            jax.block_until_ready(state)
             means = window.means()
             # A skipped step still reports its non-finite loss; only a window in which every
             # step was non-finite (or any, without skipping) stops the run.

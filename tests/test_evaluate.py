@@ -122,7 +122,7 @@ def test_bad_arguments_exit_with_a_message(tmp_path, capsys, checkpoints, datase
     assert "no images" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
     for spec, message in (("zoo:nothing-here:1", "unknown zoo model 'nothing-here'"),
-                          ("zoo:jicd-small-sigma25", "expected zoo:NAME:RATE_POINT")):
+                          ("zoo:jicd-sigma25", "expected zoo:NAME:RATE_POINT")):
         assert run(["--checkpoints", spec, "--dataset", f"folder:{dataset_dir}",
                     "--noise", "awgn:25", "--name", "x", "--out", tmp_path / "x.json"]) == 2
         assert message in capsys.readouterr().err

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, load_config, tiny, write_images
-from jdc_jax import checkpoints, config_validation, sharding, train
+from jdc_jax import checkpoints, config_validation, train
 from jdc_jax.config_validation import ConfigError, validate_config
 from jdc_jax.default_config import get_config
 from jdc_jax.models import registry
@@ -228,6 +229,34 @@ def test_cosine_schedule_warms_up_linearly_then_decays_to_the_final_fraction():
     np.testing.assert_allclose(float(schedule(1100)), 1e-5, rtol=1e-5)
 
 
+def test_warm_restart_continues_the_schedule_from_init_step_after_a_ramp():
+    config = load_config("configs/jicd.py:campaign_sigma25")
+    config.learning_rate, config.warmup_steps, config.num_train_steps = 1e-3, 100, 1100
+    base = train.learning_rate_schedule(config)
+    config.init_from, config.init_step, config.restart_warmup_steps = "zoo:x:1", 600, 100
+    validate_config(config)
+    restart = train.learning_rate_schedule(config)
+    # The optimizer's count c is the global step - 600; ramp (c + 1) / 100 over 100 steps.
+    np.testing.assert_allclose(float(restart(0)), float(base(600)) * 0.01, rtol=1e-6)
+    np.testing.assert_allclose(float(restart(49)), float(base(649)) * 0.5, rtol=1e-6)
+    np.testing.assert_allclose(float(restart(99)), float(base(699)), rtol=1e-6)
+    np.testing.assert_allclose(float(restart(500)), 1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(init_step=5), "give init_from"),
+    (dict(init_step=3, init_from="zoo:x:1"), "init_step must be in"),
+    (dict(init_step=1, init_from="zoo:x:1", restart_warmup_steps=0), "restart_warmup_steps"),
+])
+def test_warm_restart_settings_are_checked(overrides, message):
+    config = load_config("configs/jicd.py:smoke")
+    config.num_train_steps = 3
+    for field, value in overrides.items():
+        setattr(config, field, value)
+    with pytest.raises(ConfigError, match=message):
+        validate_config(config)
+
+
 def test_module_lr_scales_multiply_that_modules_updates_only():
     config = load_config("configs/jicd.py:smoke")
     params = {"g_s_full": {"w": jnp.ones(3)}, "g_a": {"w": jnp.ones(3)}}
@@ -276,3 +305,64 @@ def test_validation_folder_is_evaluated_beside_the_eval_folder(tmp_path):
     assert 0.0 < metrics["val_psnr_noisy_input"] < 40.0
     assert metrics["val_psnr_noisy_input"] != metrics["eval_psnr_noisy_input"]
     assert metrics["val_bpp"] > 0.0
+
+
+@pytest.mark.slow
+def test_ffdnet_trains_told_each_images_noise_level(tmp_path):
+    config = tiny(load_config("configs/denoiser.py:campaign_ffdnet"), tmp_path,
+                  data_source="builtin", validation_folder="", num_train_steps=2,
+                  eval_every_steps=2, warmup_steps=0)
+    assert config.model == "ffdnet" and config.noise == "awgn:0-75"
+    metrics = train.train_and_evaluate(config, str(tmp_path / "ffdnet"))
+    assert np.isfinite(metrics["loss"]) and 0.0 < metrics["eval_psnr_denoised"] < 60.0
+
+
+def test_ffdnet_refuses_to_run_without_a_noise_level():
+    model = registry.build_model("ffdnet", depth=3, features=8)
+    x = jnp.zeros((1, 16, 16, 3))
+    params = registry.init_params(model, jax.random.key(0), (1, 16, 16, 3))
+    with pytest.raises(ValueError, match="needs the noise level"):
+        model.apply({"params": params}, x)
+    quiet = model.apply({"params": params}, x, noise_level=jnp.array([0.1]))["denoised"]
+    loud = model.apply({"params": params}, x, noise_level=jnp.array([0.3]))["denoised"]
+    assert quiet.shape == (1, 16, 16, 3)
+    assert float(jnp.max(jnp.abs(quiet - loud))) > 0.0  # the level reaches the output
+
+
+# Runs `python -m jdc_jax.main ARGS` in a process whose every TCP connection fails, as on a
+# machine without a network (whatever this machine's own network).
+OFFLINE_MAIN = textwrap.dedent("""
+    import runpy, socket, sys
+
+    def unreachable(*args, **kwargs):
+        raise OSError(101, "Network is unreachable")
+    socket.socket.connect = socket.create_connection = socket.getaddrinfo = unreachable
+    sys.argv[0] = "jdc_jax.main"
+    runpy.run_module("jdc_jax.main", run_name="__main__", alter_sys=True)
+""")
+
+
+@pytest.mark.slow
+def test_main_offline_without_tfds_data_fails_in_seconds_with_one_message(tmp_path):
+    (tmp_path / "tfds").mkdir()
+    environment = {name: value for name, value in os.environ.items()
+                   if "proxy" not in name.lower()}
+    start = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-c", OFFLINE_MAIN, "--config=configs/jicd.py",
+         f"--workdir={tmp_path / 'work'}", f"--config.data_dir={tmp_path / 'tfds'}"],
+        capture_output=True, text=True, timeout=300, cwd=REPO, env=environment)
+    seconds = time.perf_counter() - start
+    assert out.returncode == 1, out.stderr[-3000:]
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: tfds:clic is not in the TFDS data directory {tmp_path / 'tfds'} and cannot be "
+        f"downloaded (data.vision.ee.ethz.ch:443 unreachable: [Errno 101] Network is "
+        f"unreachable); give --config.data_dir=DIR, a TFDS data directory that holds clic, or "
+        f"download its files by hand and prepare them with TFDS's manual_dir (README, "
+        f"\"Training data offline\"), or train on image files with "
+        f"--config.data_source=folder:PATH"]
+    assert "Traceback" not in out.stderr and out.stdout == ""
+    assert not (tmp_path / "work").exists()  # nothing written, not even config.json
+    assert os.listdir(tmp_path / "tfds") == []
+    assert seconds < 60.0  # imports and the one probe; TFDS's own retries take minutes

@@ -16,6 +16,7 @@ from jdc_jax import checkpoints
 from jdc_jax.models.cheng2020 import Cheng2020
 from jdc_jax.models.denoiser import Denoiser
 from jdc_jax.models.factorized_codec import FactorizedCodec
+from jdc_jax.models.ffdnet import FFDNet
 from jdc_jax.models.hyperprior import Hyperprior
 from jdc_jax.models.jicd import JICD
 from jdc_jax.models.scale_hyperprior import ScaleHyperprior
@@ -33,10 +34,13 @@ MODEL_KINDS = {
     "factorized": FactorizedCodec,
     "scale_hyperprior": ScaleHyperprior,
     "denoiser": Denoiser,
+    "ffdnet": FFDNet,
 }
 
 _HYPERPRIOR_FIELDS = ("channels", "latent_channels", "context_model", "decoder_input",
                       "parameter_network", "stored_medians", "prior_filters")
+
+DENOISER_KINDS = ("denoiser", "ffdnet")
 
 # Config field -> module field, per kind (the denoiser's are prefixed in the config).
 MODEL_FIELDS = {
@@ -51,6 +55,7 @@ MODEL_FIELDS = {
     "scale_hyperprior": ("channels", "latent_channels", "decoder_input", "stored_medians",
                          "prior_filters"),
     "denoiser": ("denoiser_depth", "denoiser_features"),
+    "ffdnet": ("denoiser_depth", "denoiser_features"),
 }
 
 # Fields added after checkpoints were first written: a config without one means this value, and
@@ -81,13 +86,19 @@ def model_from_config(config: Mapping[str, Any]) -> Any:
     return build_model(kind, dtype=jnp.dtype(config["dtype"]), **fields)
 
 
-def restore_model(path, kind: str | None = None):
+def takes_noise_level(model) -> bool:
+    """Whether the model takes each image's noise level (FFDNet) besides the image."""
+    return getattr(model, "takes_noise_level", False)
+
+
+def restore_model(path, kinds: tuple[str, ...] | None = None):
     """(model, params, config dict) of a checkpoint (any path `checkpoints.restore_params`
-    takes); ValueError naming the path when `kind` is given and the checkpoint holds another."""
+    takes); ValueError naming the path when `kinds` is given and the checkpoint holds another."""
     params, config, _ = checkpoints.restore_params(path)
     model = model_from_config(config)
-    if kind is not None and model.kind != kind:
-        raise ValueError(f"{path} holds a {config['model']!r} model, not a {kind}")
+    if kinds is not None and model.kind not in kinds:
+        raise ValueError(f"{path} holds a {config['model']!r} model, not one of "
+                         f"{', '.join(kinds)}")
     return model, params, config
 
 

@@ -113,6 +113,17 @@ def synthesize_unclipped_tf(clean: tf.Tensor, spec: noise_lib.NoiseSpec,
     return 255.0 * z
 
 
+def noise_level_tf(clean: tf.Tensor, noisy: tf.Tensor, spec: noise_lib.NoiseSpec,
+                   seed: tf.Tensor) -> tf.Tensor:
+    """The noise std (8-bit units, float32 scalar) a noise-level-conditioned denoiser is told:
+    for AWGN the sigma drawn by `synthesize_unclipped_tf` with the same seed (the true level,
+    before clipping), for other noise the std of noisy - clean."""
+    if spec.kind == "awgn":
+        return _draw_parameter_tf(spec.sigma, split_seed(seed, 3)[0])
+    difference = tf.cast(noisy, tf.float32) - tf.cast(clean, tf.float32)
+    return tf.math.reduce_std(difference)
+
+
 def quantize_8bit_tf(noisy: tf.Tensor) -> tf.Tensor:
     """`noise.quantize_8bit` in TF: clip to [0, 255], round half to even, uint8."""
     return tf.cast(tf.round(tf.clip_by_value(noisy, 0.0, 255.0)), tf.uint8)

@@ -1,9 +1,9 @@
 """The model zoo: trained codecs shipped inside the package, loaded by name.
 
-    codec = jdc_jax.zoo.load("jicd-small-sigma25", rate_point=2)
+    codec = jdc_jax.zoo.load("jicd-sigma25", rate_point=1)
     data = codec.compress(noisy_uint8_rgb)              # a .jdc file (bytes)
     denoised = codec.decompress(data, "denoised")       # base layer only
-    python -m jdc_jax compress --model jicd-small-sigma25 --rate-point 2 noisy.png out.jdc
+    python -m jdc_jax compress --model jicd-sigma25 --rate-point 1 noisy.png out.jdc
 
 Each entry is one rate point of one model, in `weights/NAME/rate_point_K/`:
 
@@ -11,9 +11,15 @@ Each entry is one rate point of one model, in `weights/NAME/rate_point_K/`:
     params.npz           every parameter as float16, keyed by its path ("g_a/layers_0/kernel");
                          loaded as float32, so the shipped model is exactly these values
     side_tables.bin      the side latent's coding tables, built from those float32 values
-    card.json            name, rate point, lambda, what it was trained on and how, parameter
-                         count, the model identifier written in its files, and the sha256 of
-                         the parameters and of both tables
+    integer_entropy.npz  (optional) the integer entropy-parameter network (`jdc_jax.integer`),
+                         calibrated once on the built-in images: the entry's codec then writes
+                         files that decode identically on every platform
+    card.json            name, rate point, lambda, what it was trained on and how (init_from:
+                         the zoo name and rate point it was fine-tuned from, or null),
+                         parameter count, the model identifier written in its float-path files,
+                         the sha256 of the parameters and of both tables, and with an integer
+                         network its digest ("integer_entropy_sha256") and the identifier of
+                         its integer-path files ("integer_model_id")
 
 The latent's coding tables do not depend on the model (`entropy.latent_coding`), so one copy,
 `weights/latent_tables.bin`, serves every entry.
@@ -41,6 +47,17 @@ SIDE_TABLES_FILE = "side_tables.bin"
 LATENT_TABLES_FILE = "latent_tables.bin"
 PATH_SEPARATOR = "/"
 _RATE_POINT_DIRECTORY = re.compile(r"rate_point_(\d+)")
+# A shipped model named where a checkpoint path is expected (`jdc_jax.evaluate --checkpoints`,
+# `--config.init_from`): zoo:NAME:RATE_POINT.
+SPEC_PREFIX = "zoo:"
+
+
+def parse_spec(spec: str) -> tuple[str, int]:
+    """(name, rate point) of "zoo:NAME:RATE_POINT"; ValueError naming the expected form."""
+    name, separator, rate_point = spec.removeprefix(SPEC_PREFIX).rpartition(":")
+    if not spec.startswith(SPEC_PREFIX) or not separator or not name or not rate_point.isdigit():
+        raise ValueError(f"{spec!r}: expected zoo:NAME:RATE_POINT, e.g. zoo:jicd-sigma25:1")
+    return name, int(rate_point)
 
 
 class UnknownModel(ValueError):
@@ -115,10 +132,13 @@ class DamagedEntry(ValueError):
 def load(name: str, rate_point: int | None = None, root: Path | None = None):
     """The `jdc_jax.codec.Codec` of a shipped model (highest rate point unless given).
 
-    The parameters and both tables are checked against the card's digests, so a damaged or
+    The parameters, both tables and the integer network (when the entry has one; the codec
+    then writes the integer entropy path) are checked against the card's digests, so a damaged or
     mixed-up file is refused by name instead of writing files no other copy can decode."""
-    from jdc_jax.codec.api import Codec, parameters_digest
+    from jdc_jax.codec.api import INTEGER_ENTROPY_FILE, Codec, parameters_digest
+    from jdc_jax.codec.model_id import weights_digest
     from jdc_jax.entropy.tables import CodingTables
+    from jdc_jax.integer.network import IntegerEntropyModel
     from jdc_jax.models.registry import model_from_config
 
     directory = entry_directory(name, rate_point, root)
@@ -134,5 +154,12 @@ def load(name: str, rate_point: int | None = None, root: Path | None = None):
              "latent_tables_sha256")):
         if digest != entry_card.get(expected):
             raise DamagedEntry(f"{what} does not match the {expected} of {directory / CARD_FILE}")
+    integer = None
+    if (directory / INTEGER_ENTROPY_FILE).is_file():
+        integer = IntegerEntropyModel.load(directory / INTEGER_ENTROPY_FILE)
+        if weights_digest(integer.named_arrays()) != entry_card.get("integer_entropy_sha256"):
+            raise DamagedEntry(f"{directory / INTEGER_ENTROPY_FILE} does not match the "
+                               f"integer_entropy_sha256 of {directory / CARD_FILE}")
     return Codec(model_from_config(config), params, side_tables=side_tables,
-                 latent_tables=latent_tables, model_kind=config["model"], config=config)
+                 latent_tables=latent_tables, model_kind=config["model"], config=config,
+                 integer_entropy=integer)

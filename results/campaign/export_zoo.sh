@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Exports the latest checkpoint of every campaign ladder run to its zoo entry (committed, so a
+# machine without RUNS_ROOT continues from it: campaign.sh). Zoo name = run name with "-" for
+# "_" (jicd_sigma25 -> jicd-sigma25). Run from the repository root:
+#
+#   bash results/campaign/export_zoo.sh runs/campaign
+set -euo pipefail
+
+if [[ $# -ne 1 ]]; then
+  echo "usage: $0 RUNS_ROOT" >&2
+  exit 2
+fi
+root="${1%/}"
+export PATH="$PWD/.venv/bin:$PATH"
+declare -A DESCRIPTIONS=(
+  [jicd_sigma25]="JICD, N = M = 64 (60 base + 4 enhancement channels), CBSD432, AWGN sigma 25 (results/campaign)"
+  [codec_clean]="Cheng2020-anchor codec without attention, N = M = 64, CBSD432, clean -> clean (results/campaign)"
+  [jicd_sigma50]="JICD, N = M = 64 (60 base + 4 enhancement channels), CBSD432, AWGN sigma 50 (results/campaign)"
+  [jicd_variable]="JICD, N = M = 64 (60 base + 4 enhancement channels), CBSD432, AWGN sigma in {15, 25, 50} (results/campaign)"
+)
+for run in "${!DESCRIPTIONS[@]}"; do
+  for workdir in "$root/$run"/rate_point_*; do
+    compgen -G "$workdir/checkpoints/[0-9]*" > /dev/null || continue
+    python -m jdc_jax.zoo.build --checkpoint "$workdir" --name "${run//_/-}" \
+      --description "${DESCRIPTIONS[$run]}" --overwrite
+  done
+done
