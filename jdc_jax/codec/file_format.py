@@ -370,6 +370,18 @@ def check_model_id(header: Header, expected: bytes) -> None:
                      f"this checkpoint is {expected_hex[:digits]}")
 
 
+def positive_integer(value, requirement: str) -> int:
+    """`value` as an int when it is an integer >= 1 (not a bool); else ValueError
+    "{requirement}, got {value!r}"."""
+    try:
+        number = operator.index(value)
+    except TypeError:
+        number = 0
+    if isinstance(value, bool) or number < 1:
+        raise ValueError(f"{requirement}, got {value!r}")
+    return number
+
+
 def describe(parsed: ParsedFile, num_pixels: int | None = None) -> dict:
     """Sizes of each stream of a parsed file, in bytes and bits per pixel.
 
@@ -388,12 +400,7 @@ def describe(parsed: ParsedFile, num_pixels: int | None = None) -> dict:
     if num_pixels is None:
         pixels = parsed.header.height * parsed.header.width
     else:
-        try:
-            pixels = operator.index(num_pixels)
-        except TypeError:
-            pixels = 0
-        if isinstance(num_pixels, bool) or pixels < 1:
-            raise ValueError(f"num_pixels must be a positive integer, got {num_pixels!r}")
+        pixels = positive_integer(num_pixels, "num_pixels must be a positive integer")
     sizes = {part: parsed.spans.get(part, (0, 0))[1] for part in ("header", *LAYERS)}
     sizes["base_only"] = sizes["header"] + sizes["side"] + sizes["base"]
     sizes["total"] = sizes["base_only"] + sizes["enhancement"]

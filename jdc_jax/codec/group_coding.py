@@ -54,6 +54,7 @@ from jdc_jax.codec import scan_order as scan_orders
 from jdc_jax.codec.file_format import CONTEXT_MODELS
 from jdc_jax.entropy import latent_coding, range_coder
 from jdc_jax.entropy.tables import CodingTables
+from jdc_jax.layers.causal_mask import checkerboard_anchors
 
 # (psi (h, w, 2M), y_hat (h, w, C) or None, extra (h, w, E) or None) -> (mean, scale) (h, w, C)
 GroupParameters = Callable[..., tuple[np.ndarray, np.ndarray]]
@@ -195,7 +196,7 @@ def code_group(coder: LatentEncoder | LatentDecoder, *, context_model: str, chan
         return coder.code(everywhere, mean[everywhere], scale[everywhere]).reshape(
             height, width, channels)
     if context_model == "checkerboard":
-        anchors = (np.arange(height)[:, None] + np.arange(width)[None, :]) % 2 == 0
+        anchors = checkerboard_anchors(height, width)
         y_hat = np.zeros((height, width, channels), coder.latent_dtype)
         mean, scale = group_parameters(psi, y_hat, extra)
         y_hat[anchors] = coder.code(anchors, mean[anchors], scale[anchors])

@@ -15,8 +15,6 @@ trusts a larger file raises it: `FileCodec.decompress(data, max_pixels=N)` and
 
 from __future__ import annotations
 
-import operator
-
 from jdc_jax.codec import file_format
 
 DEFAULT_MAX_PIXELS = 100_000_000
@@ -36,12 +34,8 @@ def check_pixels(height: int, width: int, max_pixels: int | None = DEFAULT_MAX_P
     """
     if max_pixels is None:
         return
-    try:
-        limit = operator.index(max_pixels)
-    except TypeError:
-        limit = 0
-    if isinstance(max_pixels, bool) or limit < 1:
-        raise ValueError(f"max_pixels must be a positive integer or None, got {max_pixels!r}")
+    limit = file_format.positive_integer(max_pixels,
+                                         "max_pixels must be a positive integer or None")
     pixels = height * width
     if pixels > limit:
         raise ImageTooLarge(

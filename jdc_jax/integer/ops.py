@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jdc_jax.integer.network import (LEAKY_DIVISOR, IntegerEntropyModel, IntegerHead,
                                      IntegerLayer)
+from jdc_jax.layers.causal_mask import checkerboard_anchors
+from jdc_jax.layers.rearrange import depth_to_space
 
 
 def round_div(accumulator, divisor):
@@ -45,14 +46,6 @@ def accumulate(x, kernel, bias, padding):
                                   (((patches.ndim - 1,), (0,)), ((), ())),
                                   preferred_element_type=jnp.int32)
     return product + jnp.asarray(bias, jnp.int32)
-
-
-def depth_to_space(x, block: int):
-    """(B, H, W, r*r*C) -> (B, H*r, W*r, C), channel (i*r + j)*C + c to pixel offset (i, j)."""
-    batch, height, width, channels = x.shape
-    features = channels // (block * block)
-    x = x.reshape(batch, height, width, block, block, features).transpose(0, 1, 3, 2, 4, 5)
-    return x.reshape(batch, height * block, width * block, features)
 
 
 def apply_layer(layer: IntegerLayer, x):
@@ -90,11 +83,6 @@ def hyper_synthesis(model: IntegerEntropyModel, side_symbols):
     return x
 
 
-def anchor_mask(height: int, width: int) -> np.ndarray:
-    """(H, W) int32, 1 at the checkerboard anchors ((row + col) even)."""
-    return ((np.arange(height)[:, None] + np.arange(width)[None, :]) % 2 == 0).astype(np.int32)
-
-
 def group_parameters(model: IntegerEntropyModel, stream: str, psi, y_fixed=None, extra=None):
     """(mean_fixed, scale_index) (B, H, W, C) of every position of a group at once.
 
@@ -108,7 +96,7 @@ def group_parameters(model: IntegerEntropyModel, stream: str, psi, y_fixed=None,
             raise ValueError(f"the {group.context_model!r} context needs the quantized latent")
         y = jnp.clip(jnp.asarray(y_fixed, jnp.int32), -model.latent_limit, model.latent_limit)
         if group.context_model == "checkerboard":
-            anchors = jnp.asarray(anchor_mask(*y.shape[1:3]))[None, :, :, None]
+            anchors = jnp.asarray(checkerboard_anchors(*y.shape[1:3]), jnp.int32)[None, :, :, None]
             parts.append(apply_layer(group.context, y * anchors) * (1 - anchors))
         else:
             parts.append(apply_layer(group.context, y))

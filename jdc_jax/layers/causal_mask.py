@@ -1,7 +1,9 @@
-"""The causal (raster-order) mask of PixelCNN-style context models, in numpy alone.
+"""The masks of the context models, in numpy alone: the causal (raster-order) kernel mask of
+PixelCNN-style serial contexts, and the anchors of the checkerboard context.
 
 Kept apart from `conv` (Flax) so that model-free code, such as the integer entropy path
-(`jdc_jax.integer`) that an exported package runs, reads the same taps as `MaskedConv`.
+(`jdc_jax.integer`) that an exported package runs, reads the same taps and anchors as the
+models and the coder.
 """
 
 from __future__ import annotations
@@ -27,3 +29,9 @@ def masked_conv_mask(kernel_size: int, mask_type: str) -> np.ndarray:
     else:
         before = raster_index <= centre_index
     return before.astype(np.float32)
+
+
+def checkerboard_anchors(height: int, width: int) -> np.ndarray:
+    """(height, width) bool, True at the checkerboard context's anchors ((row + col) even: He
+    et al. 2021), the positions coded first, from the hyperprior alone."""
+    return (np.arange(height)[:, None] + np.arange(width)[None, :]) % 2 == 0

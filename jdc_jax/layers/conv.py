@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jdc_jax.layers.causal_mask import masked_conv_mask  # noqa: F401 (re-exported)
+from jdc_jax.layers.rearrange import depth_to_space, space_to_depth  # noqa: F401 (re-exported)
 
 _DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 
@@ -57,45 +58,6 @@ def conv(features: int, kernel_size: int = 3, stride: int = 1, dtype: Any = jnp.
     return nn.Conv(features, (kernel_size, kernel_size), strides=(stride, stride),
                    padding=((pad, pad), (pad, pad)), dtype=dtype, param_dtype=jnp.float32,
                    name=name)
-
-
-def depth_to_space(x: jax.Array, block_size: int) -> jax.Array:
-    """(B, H, W, r*r*C) -> (B, H*r, W*r, C) with the channel order of `tf.nn.depth_to_space`.
-
-    output[b, h*r + i, w*r + j, c] = x[b, h, w, (i*r + j)*C + c], r = block_size.
-    """
-    if x.ndim != 4:
-        raise ValueError(f"depth_to_space expects NHWC input, got shape {x.shape}")
-    if block_size < 1:
-        raise ValueError(f"depth_to_space: block_size must be positive, got {block_size}")
-    batch, height, width, channels = x.shape
-    if channels % (block_size * block_size):
-        raise ValueError(f"depth_to_space: {channels} channels are not divisible by "
-                         f"block_size^2 = {block_size * block_size}")
-    out_channels = channels // (block_size * block_size)
-    x = x.reshape(batch, height, width, block_size, block_size, out_channels)
-    x = x.transpose(0, 1, 3, 2, 4, 5)
-    return x.reshape(batch, height * block_size, width * block_size, out_channels)
-
-
-def space_to_depth(x: jax.Array, block_size: int) -> jax.Array:
-    """(B, H*r, W*r, C) -> (B, H, W, r*r*C), the inverse of `depth_to_space`.
-
-    output[b, h, w, (i*r + j)*C + c] = x[b, h*r + i, w*r + j, c], r = block_size.
-    """
-    if x.ndim != 4:
-        raise ValueError(f"space_to_depth expects NHWC input, got shape {x.shape}")
-    if block_size < 1:
-        raise ValueError(f"space_to_depth: block_size must be positive, got {block_size}")
-    batch, height, width, channels = x.shape
-    if height % block_size or width % block_size:
-        raise ValueError(f"space_to_depth: spatial size {height}x{width} is not divisible by "
-                         f"block_size {block_size}")
-    x = x.reshape(batch, height // block_size, block_size, width // block_size, block_size,
-                  channels)
-    x = x.transpose(0, 1, 3, 2, 4, 5)
-    return x.reshape(batch, height // block_size, width // block_size,
-                     block_size * block_size * channels)
 
 
 class SubPixelConv(nn.Module):

@@ -31,16 +31,15 @@ import jax.numpy as jnp
 
 from jdc_jax.entropy import latent_coding
 from jdc_jax.layers.blocks import conv, leaky_relu
+from jdc_jax.layers.causal_mask import checkerboard_anchors
 from jdc_jax.layers.conv import MaskedConv, masked_conv_mask
 
 CONTEXT_MODELS = ("none", "serial", "checkerboard")
 
 
 def checkerboard_anchor_mask(height: int, width: int):
-    """(height, width) float mask, 1 at anchor positions ((row + col) even)."""
-    rows = jnp.arange(height)[:, None]
-    cols = jnp.arange(width)[None, :]
-    return ((rows + cols) % 2 == 0).astype(jnp.float32)
+    """(height, width) float mask, 1 at anchor positions (`causal_mask.checkerboard_anchors`)."""
+    return jnp.asarray(checkerboard_anchors(height, width), jnp.float32)
 
 
 class GroupEntropyParameters(nn.Module):
