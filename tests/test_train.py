@@ -234,6 +234,8 @@ def test_warm_restart_continues_the_schedule_from_init_step_after_a_ramp():
     config.learning_rate, config.warmup_steps, config.num_train_steps = 1e-3, 100, 1100
     base = train.learning_rate_schedule(config)
     config.init_from, config.init_step, config.restart_warmup_steps = "zoo:x:1", 600, 100
+    # The campaign's folders (runs/data) exist only where the campaign ran.
+    config.data_source, config.validation_folder = "builtin", ""
     validate_config(config)
     restart = train.learning_rate_schedule(config)
     # The optimizer's count c is the global step - 600; ramp (c + 1) / 100 over 100 steps.
