@@ -48,7 +48,11 @@ def local_or_remote_path(path: str | os.PathLike):
 
 
 def write_json_atomic(path: str | os.PathLike, obj) -> None:
-    payload = (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
+    write_file_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def write_file_atomic(path: str | os.PathLike, payload: bytes) -> None:
+    """Writes `payload` to a local path (temporary file, then rename) or a gs:// URL."""
     if not is_remote(path):
         write_bytes_atomic(path, payload)
         return

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 from jdc_jax import data_sources, images
 from jdc_jax.models.entropy_parameters import CONTEXT_MODELS
-from jdc_jax.models.registry import DENOISER_KINDS, MODEL_KINDS
+from jdc_jax.models.registry import DENOISER_KINDS, GAUSSIAN_CONDITIONAL_KINDS, MODEL_KINDS
 
 TARGETS = ("clean", "noisy", "teacher")
 
@@ -112,3 +114,15 @@ def validate_config(config) -> None:
         raise ConfigError(f"data_source: {error}") from None
     if "clean" in files:
         _check_crop_fits(files["clean"], config.crop_size, "data_source")
+
+    calibration = config.get("integer_calibration", "")
+    if calibration and config.model in GAUSSIAN_CONDITIONAL_KINDS and \
+            not os.path.isdir(calibration):
+        try:
+            source = data_sources.parse_data_source(calibration)
+            if source.kind == "tfds":
+                raise ValueError("calibration reads image files: builtin, folder:PATH or "
+                                 "paired:NOISY_DIR,CLEAN_DIR")
+            data_sources.source_files(source)
+        except ValueError as error:
+            raise ConfigError(f"integer_calibration: {error}") from None

@@ -43,10 +43,13 @@ from tqdm import tqdm
 
 from jdc_jax import checkpoints, images, input_pipeline, zoo
 from jdc_jax.config_validation import parse_module_lr_scales, validate_config
+from jdc_jax.codec.api import (INTEGER_ENTROPY_FILE, TABLES_DIRECTORY, Codec,
+                               load_or_build_tables)
 from jdc_jax.evaluate import evaluate_images
+from jdc_jax.integer import calibrate as integer_calibration
 from jdc_jax.models.losses import rate_distortion_loss, rate_lambda
-from jdc_jax.models.registry import (init_params, model_from_config, restore_model,
-                                     takes_noise_level)
+from jdc_jax.models.registry import (GAUSSIAN_CONDITIONAL_KINDS, init_params,
+                                     model_from_config, restore_model, takes_noise_level)
 from jdc_jax.sharding import global_batch, local_copy, make_mesh, replicate
 
 def learning_rate_schedule(config) -> optax.Schedule:
@@ -525,12 +528,52 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         save(int(jax.device_get(state.step)))
     manager.wait_until_finished()
     manager.close()
-    reporter.close()
     last_metrics["checkpoint"] = os.path.join(workdir, checkpoints.CHECKPOINT_SUBDIR,
                                               str(manager.latest_step()))
+    if is_chief and config.get("integer_calibration", ""):
+        last_metrics.update(_calibrate_integer_entropy(
+            config, model, local_copy(state.params), last_metrics["checkpoint"], reporter))
+    reporter.close()
     if is_chief:
         checkpoints.write_json_atomic(os.path.join(workdir, "final_metrics.json"), last_metrics)
     return last_metrics
+
+
+def _calibrate_integer_entropy(config, model, params, step_directory: str,
+                               reporter: _Reporter) -> dict:
+    """Gives the final checkpoint (`params`, saved in `step_directory`) its integer entropy
+    network (`jdc_jax.integer`), so that its codec writes files any platform decodes, and
+    returns {"integer_entropy": file} (a model without a Gaussian conditional: {}). A network
+    already there (a finished run started again) is kept. The calibration reads the parameters
+    in memory, on this process alone (reading the checkpoint back would be a collective restore
+    on several processes); a local checkpoint also gets its coding tables stored. A calibration
+    that fails leaves the checkpoint as it is (it writes the float path): the error and the
+    command that retries it are printed and returned under "integer_entropy_error"."""
+    if config.model not in GAUSSIAN_CONDITIONAL_KINDS:
+        return {}
+    target = os.path.join(step_directory, INTEGER_ENTROPY_FILE)
+    if tf.io.gfile.exists(target):
+        return {"integer_entropy": target}
+    started = time.perf_counter()
+    try:
+        tables = (None, None) if checkpoints.is_remote(step_directory) else \
+            load_or_build_tables(os.path.join(step_directory, TABLES_DIRECTORY), model, params)
+        codec = Codec(model, params, side_tables=tables[0], latent_tables=tables[1],
+                      model_kind=config.model, config=config.to_dict())
+        integer = integer_calibration.calibrate_codec(codec, config.integer_calibration,
+                                                      config.noise or None)
+        checkpoints.write_file_atomic(target, integer.to_bytes())
+    except (ValueError, OSError, integer_calibration.AccumulatorOverflow) as error:
+        message = (f"the integer entropy network could not be calibrated "
+                   f"({' '.join(str(error).split())}); the checkpoint writes the float path "
+                   f"until `python -m jdc_jax.integer calibrate --checkpoint {step_directory}` "
+                   f"succeeds")
+        reporter.line(f"warning: {message}")
+        logging.warning("%s", message)
+        return {"integer_entropy_error": message}
+    reporter.line(f"integer entropy network calibrated on {config.integer_calibration} in "
+                  f"{time.perf_counter() - started:.1f} s: {target}")
+    return {"integer_entropy": target}
 
 
 def _progress_line(metrics: dict, short: bool = False) -> str:

@@ -286,3 +286,13 @@ def test_integer_functions_lower_for_cpu_gpu_and_tpu_with_integer_operations_onl
         assert exported.platforms == ("cpu", "cuda", "tpu")
         assert "f32" not in text and "bf16" not in text and "f16" not in text
         assert "stablehlo.dot_general" in text and "stablehlo.convolution" not in text
+
+
+def test_calibration_images_of_a_paired_source_are_its_noisy_images_as_they_are(tmp_path):
+    clean = write_images(tmp_path / "clean", [(64, 64), (80, 96)], seed=1)
+    noisy = write_images(tmp_path / "noisy", [(64, 64), (80, 96)], seed=2)
+    got = calibrate.calibration_images(f"paired:{noisy},{clean}", "awgn:25", crop=48)
+    expected = [images.read_image(path)[top: top + 48, left: left + 48]
+                for path, (top, left) in zip(sorted(str(p) for p in noisy.iterdir()),
+                                             [(8, 8), (16, 24)])]
+    assert len(got) == 2 and all(np.array_equal(a, b) for a, b in zip(got, expected))

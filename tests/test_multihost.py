@@ -137,6 +137,10 @@ def test_two_processes_train_like_one_and_their_checkpoint_resumes_in_one(tmp_pa
     assert "step " not in outputs["process_1"][0] and "final metrics" not in \
         outputs["process_1"][0]
     assert (two / "final_metrics.json").is_file() and (two / "config.json").is_file()
+    # Process 0 alone calibrates the final checkpoint's integer entropy network, from the
+    # parameters it holds (no collective restore with a process that has already ended).
+    assert "integer entropy network calibrated on builtin" in report
+    assert (two / "checkpoints" / "3" / "integer_entropy.npz").is_file()
 
     two_params, _, two_step = checkpoints.restore_params(two, step=3)
     one_params, _, _ = checkpoints.restore_params(one, step=3)

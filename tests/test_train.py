@@ -13,8 +13,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import REPO, load_config, tiny, write_images
+from conftest import REPO, generated_image, load_config, tiny, write_images
 from jdc_jax import checkpoints, config_validation, train
+from jdc_jax.codec import Codec
+from jdc_jax.codec.api import INTEGER_ENTROPY_FILE
+from jdc_jax.integer import calibrate as integer_calibration
 from jdc_jax.config_validation import ConfigError, validate_config
 from jdc_jax.default_config import get_config
 from jdc_jax.models import registry
@@ -164,6 +167,71 @@ def test_empty_folder_and_crop_larger_than_every_image_are_refused(tmp_path):
 
 
 @pytest.mark.slow
+def test_training_calibrates_its_final_checkpoint_so_its_files_take_the_integer_path(tmp_path,
+                                                                                     capsys):
+    config = tiny(load_config("configs/jicd.py:smoke"), tmp_path, eval_folder="",
+                  integer_calibration="builtin")
+    metrics = train.train_and_evaluate(config, str(tmp_path / "work"))
+    stored = tmp_path / "work" / "checkpoints" / "3" / INTEGER_ENTROPY_FILE
+    assert metrics["integer_entropy"] == str(stored) and stored.is_file()
+    capsys.readouterr()
+    codec = Codec.from_checkpoint(tmp_path / "work")
+    assert codec.default_entropy_path == "integer"
+    assert "coding tables" not in capsys.readouterr().err  # stored beside it, not rebuilt
+    image = generated_image(48, 80, seed=3)
+    encoding = codec.encode(image)
+    assert codec.info(encoding.data)["entropy_path"] == "integer"
+    decoded = codec.decode(encoding.data, "noisy")  # every stream
+    assert decoded.symbols.keys() == encoding.symbols.keys()
+    assert all(np.array_equal(decoded.symbols[s], encoding.symbols[s]) for s in encoding.symbols)
+    # A finished run started again keeps its network (byte for byte) instead of recalibrating.
+    before = stored.read_bytes()
+    again = train.train_and_evaluate(config, str(tmp_path / "work"))
+    assert again["integer_entropy"] == str(stored) and stored.read_bytes() == before
+
+
+def test_a_failed_calibration_leaves_a_float_path_checkpoint_and_says_how_to_retry(
+        tmp_path, monkeypatch, capsys):
+    def refuse(*args, **kwargs):
+        raise integer_calibration.AccumulatorOverflow("hyper layer 0: bound 3e9 > int32")
+    monkeypatch.setattr(integer_calibration, "calibrate_codec", refuse)
+    config = tiny(load_config("configs/jicd.py:smoke"), tmp_path, eval_folder="",
+                  num_train_steps=1, integer_calibration="builtin")
+    metrics = train.train_and_evaluate(config, str(tmp_path / "work"))
+    step = tmp_path / "work" / "checkpoints" / "1"
+    assert "integer_entropy" not in metrics
+    assert not (step / INTEGER_ENTROPY_FILE).exists()
+    expected = f"python -m jdc_jax.integer calibrate --checkpoint {step}"
+    assert expected in metrics["integer_entropy_error"]
+    assert "bound 3e9 > int32" in metrics["integer_entropy_error"]
+    assert "warning: the integer entropy network could not be calibrated" in \
+        capsys.readouterr().out
+    assert Codec.from_checkpoint(tmp_path / "work").default_entropy_path == "float"
+
+
+def test_models_without_a_gaussian_conditional_are_not_calibrated(tmp_path):
+    for kind in ("denoiser", "ffdnet", "factorized"):
+        config = get_config()
+        config.model, config.integer_calibration = kind, "builtin"
+        assert train._calibrate_integer_entropy(config, None, None, str(tmp_path / "missing"),
+                                                None) == {}
+
+
+@pytest.mark.parametrize("value,message", [
+    ("tfds:clic", "integer_calibration: calibration reads image files"),
+    ("folder:/nonexistent/folder", "integer_calibration: .*does not exist"),
+    ("ftp:somewhere", "integer_calibration: unknown data source"),
+])
+def test_an_unusable_calibration_source_is_refused_before_training(value, message):
+    config = load_config("configs/jicd.py:smoke")
+    config.integer_calibration = value
+    with pytest.raises(ConfigError, match=message):
+        validate_config(config)
+    config.model = "denoiser"  # nothing to calibrate: the field is not read
+    validate_config(config)
+
+
+@pytest.mark.slow
 def test_main_runs_the_smoke_job_from_the_command_line(tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "jdc_jax.main", "--config=configs/jicd.py:smoke",
@@ -174,6 +242,11 @@ def test_main_runs_the_smoke_job_from_the_command_line(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "final metrics:" in out.stdout
     assert f"checkpoint: {tmp_path / 'work' / 'checkpoints' / '2'}" in out.stdout
+    # The job's final checkpoint comes with its integer entropy network (default: built-in
+    # images), so its files decode on any platform.
+    stored = tmp_path / "work" / "checkpoints" / "2" / "integer_entropy.npz"
+    assert "integer entropy network calibrated on builtin in" in out.stdout
+    assert stored.is_file()
 
 
 @pytest.mark.slow

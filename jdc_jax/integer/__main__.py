@@ -42,24 +42,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_calibrate(args) -> dict:
-    from jdc_jax import checkpoints
-    from jdc_jax.codec import api
     from jdc_jax.integer import calibrate
 
-    codec = api.Codec.from_checkpoint(args.checkpoint)
-    _, _, step = checkpoints.restore_params(args.checkpoint)
-    step_directory = checkpoints.resolve_checkpoint_dir(args.checkpoint) / str(step)
     bits = {name: value for name, value in (("weight_bits", args.weight_bits),
                                             ("activation_bits", args.activation_bits))
             if value is not None}
-    integer = calibrate.calibrate_codec(codec, args.images, args.noise, crop=args.crop,
-                                        limit=args.limit, **bits)
-    path = step_directory / api.INTEGER_ENTROPY_FILE
-    integer.save(path)
-    return {"file": str(path),
-            "integer_model_id": api.integer_model_identifier(codec.model_id, integer).hex(),
-            "largest_accumulator_bound": max(integer.accumulator_bounds().values()),
-            "int32_max": 2**31 - 1}
+    return calibrate.calibrate_checkpoint(args.checkpoint, args.images, args.noise,
+                                          crop=args.crop, limit=args.limit, **bits)
 
 
 if __name__ == "__main__":

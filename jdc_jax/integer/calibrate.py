@@ -38,7 +38,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jdc_jax import data_sources
+from jdc_jax import checkpoints, data_sources
+from jdc_jax.codec import api
 from jdc_jax.entropy import gaussian
 from jdc_jax.images import as_rgb, image_name, pad_to_multiple, read_image
 from jdc_jax.integer import float_network as floats
@@ -93,13 +94,16 @@ def calibration_images(source: str = "builtin", noise: str | None = None, *, cro
                        limit: int = 0, seed: int = 0) -> list[np.ndarray]:
     """uint8 (H, W, 3) images: the centre crop (at most crop x crop) of each image of a data
     source ("builtin", "folder:PATH" or a folder path), with `noise` (a noise spec, e.g.
-    "awgn:25"; None or "none": clean) seeded by the image's name; the first `limit` if > 0."""
+    "awgn:25"; None or "none": clean) seeded by the image's name; the first `limit` if > 0.
+    A paired source ("paired:NOISY,CLEAN") gives its noisy images as they are (`noise` unused)."""
     if os.path.isdir(source):
         source = f"folder:{source}"
     parsed = data_sources.parse_data_source(source)
-    paths = data_sources.source_files(parsed)["clean"]
+    files = data_sources.source_files(parsed)
+    # A paired source's noisy half is the model's real input: no noise is added to it.
+    paths = files.get("noisy", files["clean"])
     paths = paths[:limit] if limit > 0 else paths
-    spec = parse_noise_spec(noise) if noise else None
+    spec = parse_noise_spec(noise) if noise and "noisy" not in files else None
     images = []
     for path in paths:
         image = read_image(path)
@@ -303,3 +307,23 @@ def calibrate_codec(codec, source: str = "builtin", noise: str | None = None, *,
     noise = noise if noise is not None else (codec.config or {}).get("noise")
     images = calibration_images(source, noise, crop=crop, limit=limit)
     return calibrate(codec.model, codec.params, codec.side_tables.medians, images, **bits)
+
+
+def calibrate_checkpoint(path: str | os.PathLike, source: str = "builtin",
+                         noise: str | None = None, *, crop: int = 256, limit: int = 0,
+                         **bits) -> dict:
+    """Calibrates the codec checkpoint at `path` (work directory, checkpoints/ or one step
+    directory; the latest step unless a step directory is given) and stores its integer
+    network beside that step (`codec.api.INTEGER_ENTROPY_FILE`, written atomically): from then
+    on `Codec.from_checkpoint` writes the integer entropy path. Returns a summary (file,
+    integer model identifier, largest accumulator bound). ValueError when the checkpoint holds
+    no model with a Gaussian conditional."""
+    codec = api.Codec.from_checkpoint(path)
+    _, _, step = checkpoints.restore_params(path)
+    integer = calibrate_codec(codec, source, noise, crop=crop, limit=limit, **bits)
+    file = checkpoints.resolve_checkpoint_dir(path) / str(step) / api.INTEGER_ENTROPY_FILE
+    integer.save(file)
+    return {"file": str(file),
+            "integer_model_id": api.integer_model_identifier(codec.model_id, integer).hex(),
+            "largest_accumulator_bound": max(integer.accumulator_bounds().values()),
+            "int32_max": INT32_MAX}

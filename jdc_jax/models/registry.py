@@ -41,6 +41,10 @@ _HYPERPRIOR_FIELDS = ("channels", "latent_channels", "context_model", "decoder_i
                       "parameter_network", "stored_medians", "prior_filters")
 
 DENOISER_KINDS = ("denoiser", "ffdnet")
+# The codecs whose latent has a Gaussian conditional (side latent, hyper synthesis): the kinds
+# with an integer entropy-parameter path (`jdc_jax.integer`).
+GAUSSIAN_CONDITIONAL_KINDS = tuple(kind for kind in MODEL_KINDS
+                                   if kind not in DENOISER_KINDS + ("factorized",))
 
 # Config field -> module field, per kind (the denoiser's are prefixed in the config).
 MODEL_FIELDS = {
