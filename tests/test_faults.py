@@ -152,7 +152,8 @@ KILLABLE_MAIN = textwrap.dedent("""
 """)
 TRAINING_FLAGS = ("--config=configs/jicd.py:smoke", "--config.channels=8",
                   "--config.latent_channels=8", "--config.base_channels=6",
-                  "--config.eval_folder=", "--config.batch_size=2", "--config.log_every_steps=1")
+                  "--config.eval_folder=", "--config.batch_size=2", "--config.log_every_steps=1",
+                  "--config.integer_calibration=")
 CHECKPOINT_INTERVAL = 2
 
 

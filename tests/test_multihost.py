@@ -34,7 +34,8 @@ TINY_JOB = ("--config=configs/jicd.py:smoke", "--config.channels=8",
             "--config.latent_channels=8", "--config.base_channels=6",
             "--config.context_model=none", "--config.crop_size=64", "--config.batch_size=4",
             "--config.noise=none", "--config.shuffle_buffer=1", "--config.eval_folder=",
-            "--config.log_every_steps=1", "--config.checkpoint_every_steps=3")
+            "--config.log_every_steps=1", "--config.checkpoint_every_steps=3",
+            "--config.integer_calibration=")
 
 
 def write_batch_aligned_folder(folder: Path, batches: int = 3) -> Path:
@@ -119,7 +120,8 @@ def test_two_processes_train_like_one_and_their_checkpoint_resumes_in_one(tmp_pa
     coordinator = f"localhost:{free_port()}"
     two, one = tmp_path / "two_processes", tmp_path / "one_process"
     outputs = run_jobs({
-        f"process_{i}": ((*job, "--config.num_train_steps=3", f"--workdir={two}"),
+        f"process_{i}": ((*job, "--config.num_train_steps=3", f"--workdir={two}",
+                          "--config.integer_calibration=builtin"),
                          job_environment(JDC_COORDINATOR_ADDRESS=coordinator,
                                          JDC_NUM_PROCESSES="2", JDC_PROCESS_ID=str(i),
                                          JDC_CPU_COLLECTIVES="gloo"))

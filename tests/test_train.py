@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import REPO, generated_image, load_config, tiny, write_images
+from conftest import REPO, generated_image, load_config, tiny, tiny_model, write_images
 from jdc_jax import checkpoints, config_validation, train
 from jdc_jax.codec import Codec
 from jdc_jax.codec.api import INTEGER_ENTROPY_FILE
@@ -166,47 +166,24 @@ def test_empty_folder_and_crop_larger_than_every_image_are_refused(tmp_path):
         validate_config(config)
 
 
-@pytest.mark.slow
-def test_training_calibrates_its_final_checkpoint_so_its_files_take_the_integer_path(tmp_path,
-                                                                                     capsys):
-    config = tiny(load_config("configs/jicd.py:smoke"), tmp_path, eval_folder="",
-                  integer_calibration="builtin")
-    metrics = train.train_and_evaluate(config, str(tmp_path / "work"))
-    stored = tmp_path / "work" / "checkpoints" / "3" / INTEGER_ENTROPY_FILE
-    assert metrics["integer_entropy"] == str(stored) and stored.is_file()
-    capsys.readouterr()
-    codec = Codec.from_checkpoint(tmp_path / "work")
-    assert codec.default_entropy_path == "integer"
-    assert "coding tables" not in capsys.readouterr().err  # stored beside it, not rebuilt
-    image = generated_image(48, 80, seed=3)
-    encoding = codec.encode(image)
-    assert codec.info(encoding.data)["entropy_path"] == "integer"
-    decoded = codec.decode(encoding.data, "noisy")  # every stream
-    assert decoded.symbols.keys() == encoding.symbols.keys()
-    assert all(np.array_equal(decoded.symbols[s], encoding.symbols[s]) for s in encoding.symbols)
-    # A finished run started again keeps its network (byte for byte) instead of recalibrating.
-    before = stored.read_bytes()
-    again = train.train_and_evaluate(config, str(tmp_path / "work"))
-    assert again["integer_entropy"] == str(stored) and stored.read_bytes() == before
-
-
 def test_a_failed_calibration_leaves_a_float_path_checkpoint_and_says_how_to_retry(
         tmp_path, monkeypatch, capsys):
     def refuse(*args, **kwargs):
         raise integer_calibration.AccumulatorOverflow("hyper layer 0: bound 3e9 > int32")
     monkeypatch.setattr(integer_calibration, "calibrate_codec", refuse)
-    config = tiny(load_config("configs/jicd.py:smoke"), tmp_path, eval_folder="",
-                  num_train_steps=1, integer_calibration="builtin")
-    metrics = train.train_and_evaluate(config, str(tmp_path / "work"))
-    step = tmp_path / "work" / "checkpoints" / "1"
-    assert "integer_entropy" not in metrics
+    config = get_config()
+    config.model, config.integer_calibration = "jicd", "builtin"
+    model, params = tiny_model("jicd")
+    step = tmp_path / "checkpoints" / "1"
+    reporter = train._Reporter(is_chief=True, start_step=0, total_steps=1)
+    result = train._calibrate_integer_entropy(config, model, params, str(step), reporter)
+    assert list(result) == ["integer_entropy_error"]
     assert not (step / INTEGER_ENTROPY_FILE).exists()
-    expected = f"python -m jdc_jax.integer calibrate --checkpoint {step}"
-    assert expected in metrics["integer_entropy_error"]
-    assert "bound 3e9 > int32" in metrics["integer_entropy_error"]
+    assert f"python -m jdc_jax.integer calibrate --checkpoint {step}" in \
+        result["integer_entropy_error"]
+    assert "bound 3e9 > int32" in result["integer_entropy_error"]
     assert "warning: the integer entropy network could not be calibrated" in \
         capsys.readouterr().out
-    assert Codec.from_checkpoint(tmp_path / "work").default_entropy_path == "float"
 
 
 def test_models_without_a_gaussian_conditional_are_not_calibrated(tmp_path):
@@ -232,7 +209,7 @@ def test_an_unusable_calibration_source_is_refused_before_training(value, messag
 
 
 @pytest.mark.slow
-def test_main_runs_the_smoke_job_from_the_command_line(tmp_path):
+def test_main_runs_the_smoke_job_from_the_command_line(tmp_path, capsys):
     out = subprocess.run(
         [sys.executable, "-m", "jdc_jax.main", "--config=configs/jicd.py:smoke",
          f"--workdir={tmp_path / 'work'}", "--config.num_train_steps=2",
@@ -243,10 +220,26 @@ def test_main_runs_the_smoke_job_from_the_command_line(tmp_path):
     assert "final metrics:" in out.stdout
     assert f"checkpoint: {tmp_path / 'work' / 'checkpoints' / '2'}" in out.stdout
     # The job's final checkpoint comes with its integer entropy network (default: built-in
-    # images), so its files decode on any platform.
-    stored = tmp_path / "work" / "checkpoints" / "2" / "integer_entropy.npz"
+    # images) and its coding tables: its codec writes integer-path files at once.
+    stored = tmp_path / "work" / "checkpoints" / "2" / INTEGER_ENTROPY_FILE
     assert "integer entropy network calibrated on builtin in" in out.stdout
     assert stored.is_file()
+    final = json.loads((tmp_path / "work" / "final_metrics.json").read_text())
+    assert final["integer_entropy"] == str(stored)
+    capsys.readouterr()
+    codec = Codec.from_checkpoint(tmp_path / "work")
+    assert "coding tables" not in capsys.readouterr().err  # stored beside it, not rebuilt
+    assert codec.default_entropy_path == "integer"
+    encoding = codec.encode(generated_image(48, 80, seed=3))
+    assert codec.info(encoding.data)["entropy_path"] == "integer"
+    decoded = codec.decode(encoding.data, "noisy")  # every stream
+    assert decoded.symbols.keys() == encoding.symbols.keys()
+    assert all(np.array_equal(decoded.symbols[s], encoding.symbols[s]) for s in encoding.symbols)
+    # A finished run started again keeps its network (byte for byte) instead of recalibrating.
+    before = stored.read_bytes()
+    config = load_config("configs/jicd.py:smoke")
+    again = train._calibrate_integer_entropy(config, None, None, str(stored.parent), None)
+    assert again == {"integer_entropy": str(stored)} and stored.read_bytes() == before
 
 
 @pytest.mark.slow
