@@ -15,8 +15,9 @@ networks for data compression with latent-variable models"). This package holds:
 - `calibrate`: post-training conversion from calibration images;
 - `python -m jdc_jax.integer calibrate --checkpoint DIR`: the command that stores the integer
   network beside a checkpoint, after which its codec writes the integer path by default
-  (`jdc_jax.codec.file_codec`, "Entropy paths"); the training job runs the same
-  `calibrate.calibrate_checkpoint` on its final checkpoint (`config.integer_calibration`).
+  (`jdc_jax.codec.file_codec`, "Entropy paths"); the training job calibrates its final
+  checkpoint itself, from the parameters in memory (`calibrate.calibrate_codec`,
+  `config.integer_calibration`).
 
 Only the entropy parameters are integer: the analysis and synthesis transforms stay float, so
 decoded pixels may still differ slightly across platforms (README, "Integer entropy path").

@@ -318,10 +318,11 @@ def calibrate_checkpoint(path: str | os.PathLike, source: str = "builtin",
     on `Codec.from_checkpoint` writes the integer entropy path. Returns a summary (file,
     integer model identifier, largest accumulator bound). ValueError when the checkpoint holds
     no model with a Gaussian conditional."""
-    codec = api.Codec.from_checkpoint(path)
-    _, _, step = checkpoints.restore_params(path)
+    _, step = checkpoints.restore_config(path)  # the step alone: its parameters are read once
+    step_directory = checkpoints.resolve_checkpoint_dir(path) / str(step)
+    codec = api.Codec.from_checkpoint(step_directory)
     integer = calibrate_codec(codec, source, noise, crop=crop, limit=limit, **bits)
-    file = checkpoints.resolve_checkpoint_dir(path) / str(step) / api.INTEGER_ENTROPY_FILE
+    file = step_directory / api.INTEGER_ENTROPY_FILE
     integer.save(file)
     return {"file": str(file),
             "integer_model_id": api.integer_model_identifier(codec.model_id, integer).hex(),
