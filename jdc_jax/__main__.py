@@ -189,8 +189,8 @@ def _info(args) -> None:
 def _models(args) -> None:
     from jdc_jax import zoo
 
-    shipped = zoo.available()
-    if not shipped:
+    shipped, denoisers = zoo.available(), zoo.denoisers()
+    if not shipped and not denoisers:
         print("no models are shipped in this installation")
     for name, points in shipped.items():
         for rate_point in points:
@@ -198,6 +198,10 @@ def _models(args) -> None:
             print(f"{name} --rate-point {rate_point}: {card['model']} "
                   f"({card['context_model']} context), lambda {card['lambda']}, "
                   f"trained on {card['noise']} noise; {card['description']}")
+    for name in denoisers:
+        card = zoo.denoiser_card(name)
+        print(f"{name} (denoiser, zoo:{name}): {card['model']}, trained on {card['noise']} "
+              f"noise; {card['description']}")
 
 
 def _progress(count: int, what: str):

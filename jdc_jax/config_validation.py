@@ -89,7 +89,8 @@ def validate_config(config) -> None:
     init_step = config.get("init_step", 0)
     if init_step and not config.get("init_from"):
         raise ConfigError(f"init_step {init_step} continues from init_from's parameters; give "
-                          "init_from (a checkpoint or zoo:NAME:RATE_POINT)")
+                          "init_from (a checkpoint, zoo:NAME:RATE_POINT, or zoo:NAME for a "
+                          "denoiser)")
     if not 0 <= init_step < config.num_train_steps:
         raise ConfigError(f"init_step must be in [0, num_train_steps), got {init_step} "
                           f"(num_train_steps {config.num_train_steps})")

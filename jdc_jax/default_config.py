@@ -67,7 +67,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.keep_checkpoints = 3           # checkpoints kept
     config.integer_calibration = "builtin"  # images the final checkpoint's integer entropy
                                           # network is calibrated on ("" = none; jdc_jax.integer)
-    config.init_from = ""                 # checkpoint or zoo:NAME:RATE_POINT to start from (fresh optimizer)
+    config.init_from = ""                 # checkpoint or zoo:NAME:RATE_POINT (zoo:NAME: a denoiser)
+                                          # to start from (fresh optimizer)
     config.init_step = 0                  # > 0: init_from already had this many steps; continue from it
     config.restart_warmup_steps = 100     # init_step > 0: learning-rate ramp while Adam's moments refill
     return config

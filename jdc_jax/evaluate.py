@@ -224,8 +224,8 @@ def main(argv=None) -> int:
                              "and a codec (webp, jpeg) joined by '+', e.g. wavelet+webp")
     parser.add_argument("--target-bpp", type=float, nargs="*", default=[],
                         help="rate points of a stock pipeline that codes the image")
-    parser.add_argument("--denoiser", default="", help="denoiser checkpoint (cascade or "
-                        "--method denoiser)")
+    parser.add_argument("--denoiser", default="", help="denoiser checkpoint, or zoo:NAME for a "
+                        "shipped one (cascade or --method denoiser)")
     parser.add_argument("--dataset", required=True, help="folder:PATH")
     parser.add_argument("--noise", required=True,
                         help="awgn:S | practical | poisson_gaussian:a,b | ...")

@@ -225,12 +225,10 @@ def create_train_state(config, model, tx, rng) -> TrainState:
 
 def load_init_params(path: str, like):
     """Parameters of another model (the lambda ladder's previous rate point), from a checkpoint
-    or a shipped model given as zoo:NAME:RATE_POINT (float16 weights, as shipped); the tree
-    must match this model's exactly."""
+    or a shipped model given as zoo:NAME:RATE_POINT (zoo:NAME for a denoiser; its weights as
+    shipped); the tree must match this model's exactly."""
     if path.startswith(zoo.SPEC_PREFIX):
-        name, rate_point = zoo.parse_spec(path)
-        params = zoo.load_params(zoo.entry_directory(name, rate_point))
-        step = int(zoo.card(name, rate_point)["training_steps"])
+        params, _, step = zoo.restore(path)
     else:
         params, _, step = checkpoints.restore_params(path)
     got = jax.tree_util.tree_structure(params)

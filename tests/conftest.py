@@ -124,7 +124,7 @@ def save_checkpoint(workdir, kind: str, params, step: int = 1, **fields) -> str:
     """Saves `params` and a config for them as a training checkpoint; returns the workdir."""
     config = get_config()
     config.model = kind
-    for name, value in {**TINY_FIELDS[kind], **fields}.items():
+    for name, value in {**TINY_FIELDS.get(kind, {}), **fields}.items():
         setattr(config, name, value)
     manager = checkpoints.checkpoint_manager(f"{workdir}/{checkpoints.CHECKPOINT_SUBDIR}")
     manager.save(step, args=ocp.args.Composite(state=ocp.args.PyTreeSave({"params": params}),

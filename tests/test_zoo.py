@@ -9,8 +9,10 @@ from conftest import TINY_FIELDS, generated_image, load_config, save_checkpoint,
 from jdc_jax import checkpoints, images, train, zoo
 from jdc_jax.__main__ import main
 from jdc_jax.codec import Codec, file_format
+from jdc_jax.evaluate import DenoiserRunner
 from jdc_jax.models import registry
-from jdc_jax.zoo.build import build_entry, donor_record, float16_params
+from jdc_jax.zoo.build import (build_entry, donor_record, int8_per_output_channel,
+                               shipped_arrays)
 
 SHIPPED_NAME = "jicd-sigma25"
 SHIPPED_RATE_POINTS = (1,)  # the campaign's ladder so far (results/campaign/README.md)
@@ -27,19 +29,61 @@ def entry(tmp_path_factory):
                 checkpoint=checkpoint)
 
 
-def test_entry_holds_float16_params_that_load_as_exactly_their_float32_values(entry):
-    loaded = zoo.load_params(entry["directory"])
-    flat_original = float16_params(entry["params"])
+def _flat(tree) -> dict[str, np.ndarray]:
+    return {"/".join(str(entry.key) for entry in path): np.asarray(leaf)
+            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def test_entry_holds_int8_kernels_and_float16_others_that_load_as_exactly_their_product(entry):
+    loaded = _flat(zoo.load_params(entry["directory"]))
+    original = _flat(entry["params"])
+    assert sorted(loaded) == sorted(original)
     with np.load(entry["directory"] / zoo.PARAMS_FILE) as stored:
-        assert sorted(stored.files) == sorted(flat_original)
-        for key in stored.files:
+        stored = {key: stored[key] for key in stored.files}
+    kernels = [key for key, value in original.items()
+               if key.endswith("/kernel") and value.ndim == 4]
+    assert len(kernels) >= 20  # every convolution of the tiny JICD
+    assert sorted(stored) == sorted(list(original) + [k + zoo.SCALE_SUFFIX for k in kernels])
+    for key, value in original.items():
+        assert loaded[key].dtype == np.float32
+        if key in kernels:
+            quantized, scale = stored[key], stored[key + zoo.SCALE_SUFFIX]
+            assert quantized.dtype == np.int8 and scale.dtype == np.float16
+            assert scale.shape == (value.shape[-1],)
+            assert int(np.max(np.abs(quantized))) == 127  # each channel's largest value
+            np.testing.assert_array_equal(
+                loaded[key], quantized.astype(np.float32) * scale.astype(np.float32))
+            # At most half a step from the trained value.
+            steps = np.abs(loaded[key] - value) / scale.astype(np.float32)
+            assert float(np.max(steps)) <= 0.5 + 1e-3
+        else:
             assert stored[key].dtype == np.float16
-    for key, value in flat_original.items():
-        node = loaded
-        for part in key.split("/"):
-            node = node[part]
-        assert node.dtype == np.float32
-        np.testing.assert_array_equal(node, value.astype(np.float32))
+            np.testing.assert_array_equal(loaded[key], value.astype(np.float16).astype(np.float32))
+
+
+def test_int8_kernels_keep_zeros_and_a_channel_too_small_for_a_float16_scale_is_zero():
+    kernel = np.zeros((5, 5, 2, 3), np.float32)
+    kernel[:2, :, 0, 0] = np.linspace(-0.3, 0.5, 10).reshape(2, 5)  # a causal (masked) kernel
+    kernel[0, 0, 1, 1] = 1e-6      # scale 1e-6 / 127 rounds to zero in float16
+    kernel[4, 4, 1, 2] = -2.54     # scale 0.02: exactly -127
+    quantized, scale = int8_per_output_channel(kernel)
+    np.testing.assert_array_equal(quantized[2:, :, :, 0], 0)
+    assert quantized[0, 0, 1, 1] == 0 and scale[1] == 0
+    assert quantized[4, 4, 1, 2] == -127 and scale[2] == np.float16(0.02)
+    assert quantized[1, 4, 0, 0] == 127 and quantized[0, 0, 0, 0] == round(-0.3 / float(scale[0]))
+
+
+def test_a_params_file_with_an_unscaled_int8_kernel_or_another_dtype_is_refused(tmp_path):
+    for arrays, message in (
+            ({"a/kernel": np.ones((1, 1, 2, 3), np.int8)}, r"a/kernel \(1, 1, 2, 3\) needs "
+             r"float16 scales a/kernel@scale of shape \(3,\)"),
+            ({"a/kernel": np.ones((1, 1, 2, 3), np.int8),
+              "a/kernel@scale": np.ones(2, np.float16)}, "needs float16 scales"),
+            ({"a/bias@scale": np.ones(2, np.float16)}, "a/bias@scale scales no kernel"),
+            ({"a/bias": np.ones(2, np.float32)}, "a/bias is float32, not float16 or int8")):
+        np.savez(tmp_path / zoo.PARAMS_FILE, **arrays)
+        with pytest.raises(ValueError, match=message):
+            zoo.load_params(tmp_path)
 
 
 def test_loaded_entry_round_trips_and_its_card_names_its_model_id(entry):
@@ -47,7 +91,9 @@ def test_loaded_entry_round_trips_and_its_card_names_its_model_id(entry):
     card = zoo.card("tiny-jicd", root=entry["root"])
     assert card["model_id"] == codec.model_id.hex()
     assert card["rate_point"] == 2 and card["description"] == "a tiny test model"
-    assert card["parameters"] == sum(v.size for v in float16_params(entry["params"]).values())
+    assert card["parameters"] == sum(v.size for v in jax.tree_util.tree_leaves(entry["params"]))
+    assert card["weight_storage"] == "int8 kernels with a float16 scale per output channel; " \
+                                     "float16 others"
     image = generated_image(40, 56, seed=3)
     data = codec.compress(image)
     # The entry holds its integer entropy network: files carry the integer path's identifier.
@@ -105,7 +151,9 @@ def test_building_over_an_existing_entry_needs_overwrite(entry):
 
 def test_params_beyond_float16_range_are_refused():
     with pytest.raises(ValueError, match=r"parameter a/kernel reaches 100000, beyond float16"):
-        float16_params({"a": {"kernel": np.array([1e5], np.float32)}})
+        shipped_arrays({"a": {"kernel": np.full((1, 1, 1, 2), 1e5, np.float32)}})
+    with pytest.raises(ValueError, match=r"parameter a/bias reaches inf, beyond float16"):
+        shipped_arrays({"a": {"bias": np.array([np.inf], np.float32)}})
 
 
 def test_cli_compresses_with_model_name_and_decompresses_by_the_files_model_id(
@@ -196,7 +244,7 @@ def test_a_run_continues_from_its_zoo_entry_on_a_machine_without_its_checkpoints
                   eval_folder="", rate_point=1)
     train.train_and_evaluate(config, str(tmp_path / "machine_a"))
     build_entry(str(tmp_path / "machine_a"), "tiny-run", tmp_path / "weights")
-    # Machine B has the committed entry only: it continues at step 2 from the float16 weights.
+    # Machine B has the committed entry only: it continues at step 2 from the weights as shipped.
     restart = tiny(load_config("configs/jicd.py:smoke"), tmp_path, num_train_steps=4,
                    eval_folder="", rate_point=1, init_from="zoo:tiny-run:1", init_step=2)
     model = registry.model_from_config(restart)
@@ -215,3 +263,82 @@ def test_a_run_continues_from_its_zoo_entry_on_a_machine_without_its_checkpoints
     assert card["init_from"] is None  # the restart of a from-scratch run names no donor
     assert donor_record("zoo:other:3", "tiny-run", {"rate_point": 1}) == {"name": "other",
                                                                            "rate_point": 3}
+
+
+def test_zoo_specs_name_a_codec_with_its_rate_point_and_a_denoiser_without():
+    assert zoo.split_spec("zoo:jicd-sigma25:3") == ("jicd-sigma25", 3)
+    assert zoo.split_spec("zoo:ffdnet-clip") == ("ffdnet-clip", None)
+    for spec in ("zoo:", "zoo:a:b", "jicd-sigma25:1", "zoo::1"):
+        with pytest.raises(ValueError, match=r"expected zoo:NAME:RATE_POINT \(a codec"):
+            zoo.split_spec(spec)
+    with pytest.raises(ValueError, match="expected zoo:NAME:RATE_POINT, e.g."):
+        zoo.parse_spec("zoo:ffdnet-clip")
+
+
+def _tiny_ffdnet_checkpoint(workdir, step: int, **fields) -> tuple:
+    model = registry.build_model("ffdnet", depth=3, features=8)
+    params = registry.init_params(model, jax.random.key(4), (1, 16, 16, 3))
+    checkpoint = save_checkpoint(workdir, "ffdnet", params, step=step, denoiser_depth=3,
+                                 denoiser_features=8, noise="awgn:0-75", **fields)
+    return model, params, checkpoint
+
+
+def test_a_denoiser_entry_has_no_rate_point_and_is_read_where_a_checkpoint_would_be(
+        entry, tmp_path, monkeypatch, capsys):
+    model, params, checkpoint = _tiny_ffdnet_checkpoint(tmp_path / "ffdnet", step=5)
+    root = tmp_path / "weights"
+    directory = build_entry(checkpoint, "tiny-ffdnet", root, description="a tiny denoiser")
+    assert directory == root / "tiny-ffdnet"
+    assert sorted(p.name for p in directory.iterdir()) == [zoo.CARD_FILE, zoo.CONFIG_FILE,
+                                                           zoo.PARAMS_FILE]
+    assert zoo.denoisers(root) == ("tiny-ffdnet",) and zoo.available(root) == {}
+    card = zoo.denoiser_card("tiny-ffdnet", root)
+    assert (card["model"], card["noise"], card["training_steps"], card["init_from"]) == (
+        "ffdnet", "awgn:0-75", 5, None)
+    assert card["parameters"] == sum(leaf.size for leaf in jax.tree_util.tree_leaves(params))
+
+    monkeypatch.setenv("JDC_ZOO_ROOT", str(root))
+    shipped = zoo.load_params(directory)
+    restored, config, steps = zoo.restore("zoo:tiny-ffdnet")
+    assert steps == 5 and config["model"] == "ffdnet" and config["init_from"] == ""
+    # Evaluation's --denoiser and a teacher read it as they read a checkpoint; so does init_from.
+    _, from_registry, _ = registry.restore_model("zoo:tiny-ffdnet", registry.DENOISER_KINDS)
+    from_init = train.load_init_params("zoo:tiny-ffdnet", params)
+    for tree in (restored, from_registry, from_init):
+        for ours, theirs in zip(jax.tree_util.tree_leaves(tree),
+                                jax.tree_util.tree_leaves(shipped)):
+            np.testing.assert_array_equal(np.asarray(ours), theirs)
+    denoise = DenoiserRunner("zoo:tiny-ffdnet")
+    image = generated_image(24, 32, seed=2)
+    expected = model.apply({"params": shipped}, image[None].astype(np.float32) / 255.0,
+                           noise_level=np.float32(25 / 255))["denoised"]
+    np.testing.assert_array_equal(denoise(image, noise_std=25.0),
+                                  images.to_uint8(np.asarray(expected)[0]))
+    with pytest.raises(ValueError, match="zoo:tiny-ffdnet holds a 'ffdnet' model, not one of "
+                                         "jicd"):
+        registry.restore_model("zoo:tiny-ffdnet", kinds=("jicd",))
+    with pytest.raises(zoo.UnknownModel, match="unknown zoo denoiser 'nope'; available: "
+                                               "tiny-ffdnet"):
+        zoo.restore("zoo:nope")
+    assert main(["models"]) == 0
+    assert ("tiny-ffdnet (denoiser, zoo:tiny-ffdnet): ffdnet, trained on awgn:0-75 noise; "
+            "a tiny denoiser") in capsys.readouterr().out
+
+    # A codec and a denoiser never share a name's directory.
+    with pytest.raises(FileExistsError, match="tiny-ffdnet is a denoiser's entry, not a codec's"):
+        build_entry(entry["checkpoint"], "tiny-ffdnet", root)
+    with pytest.raises(FileExistsError, match="tiny-jicd holds a codec's rate points"):
+        build_entry(checkpoint, "tiny-jicd", entry["root"], overwrite=True)
+    assert zoo.available(entry["root"]) == {"tiny-jicd": (2,)}
+
+    # A warm restart from the entry keeps its donor (none); one from another run names it.
+    _, _, restarted = _tiny_ffdnet_checkpoint(tmp_path / "restart", step=8,
+                                              init_from="zoo:tiny-ffdnet", init_step=5)
+    build_entry(restarted, "tiny-ffdnet", root, overwrite=True)
+    assert zoo.denoiser_card("tiny-ffdnet")["training_steps"] == 8
+    assert zoo.denoiser_card("tiny-ffdnet")["init_from"] is None
+    _, _, tuned = _tiny_ffdnet_checkpoint(tmp_path / "sigma50_run", step=2,
+                                          init_from=f"{tmp_path}/restart/checkpoints/8")
+    build_entry(tuned, "tiny-ffdnet-tuned", root)
+    assert zoo.denoiser_card("tiny-ffdnet-tuned")["init_from"] == {"name": "restart",
+                                                                   "rate_point": None}

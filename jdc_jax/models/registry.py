@@ -12,7 +12,7 @@ from typing import Any, Mapping
 import jax
 import jax.numpy as jnp
 
-from jdc_jax import checkpoints
+from jdc_jax import checkpoints, zoo
 from jdc_jax.models.cheng2020 import Cheng2020
 from jdc_jax.models.denoiser import Denoiser
 from jdc_jax.models.factorized_codec import FactorizedCodec
@@ -97,8 +97,12 @@ def takes_noise_level(model) -> bool:
 
 def restore_model(path, kinds: tuple[str, ...] | None = None):
     """(model, params, config dict) of a checkpoint (any path `checkpoints.restore_params`
-    takes); ValueError naming the path when `kinds` is given and the checkpoint holds another."""
-    params, config, _ = checkpoints.restore_params(path)
+    takes) or of a zoo entry (zoo:NAME:RATE_POINT, or zoo:NAME for a denoiser); ValueError
+    naming the path when `kinds` is given and it holds another kind."""
+    if str(path).startswith(zoo.SPEC_PREFIX):
+        params, config, _ = zoo.restore(str(path))
+    else:
+        params, config, _ = checkpoints.restore_params(path)
     model = model_from_config(config)
     if kinds is not None and model.kind not in kinds:
         raise ValueError(f"{path} holds a {config['model']!r} model, not one of "

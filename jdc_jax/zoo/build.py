@@ -4,12 +4,14 @@
         [--description TEXT] [--root jdc_jax/zoo/weights] [--overwrite]
 
 The entry is `ROOT/NAME/rate_point_K/`, K being the checkpoint config's `rate_point` (see
-`jdc_jax.zoo` for its files). Parameters are rounded to float16 (a parameter outside float16's
-finite range is an error), and the coding tables and the model identifier are computed from the
-rounded values, so the entry describes exactly the model that `jdc_jax.zoo.load` rebuilds. The
-entry is written in a temporary directory beside its place and renamed into it. The card names
-the model it was fine-tuned from (`init_from`) by zoo name and rate point (`donor_record`), never
-by a path of the training machine.
+`jdc_jax.zoo` for its files); a denoiser's (`registry.DENOISER_KINDS`) is `ROOT/NAME/`, with no
+tables. Convolution kernels are stored as int8 with a float16 scale per output channel, the other
+parameters as float16 (a value outside float16's finite range is an error), and the coding
+tables and the model identifier are computed from the stored values, so the entry describes
+exactly the model that `jdc_jax.zoo.load` rebuilds. The entry is written in a temporary
+directory beside its place and renamed into it. The card names the model it was fine-tuned from
+(`init_from`) by zoo name and rate point (`donor_record`), never by a path of the training
+machine.
 
 With --integer-calibration SOURCE (default "builtin"; "none" to skip) the entry also gets its
 integer entropy-parameter network (`jdc_jax.integer`), calibrated on SOURCE with the model's
@@ -38,26 +40,49 @@ from jdc_jax.codec.model_id import weights_digest
 from jdc_jax.entropy.latent_coding import build_latent_tables
 from jdc_jax.entropy.tables import CodingTables
 from jdc_jax.models.losses import rate_lambda
-from jdc_jax.models.registry import model_from_config
+from jdc_jax.models.registry import DENOISER_KINDS, model_from_config
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
+INT8_LARGEST = 127  # symmetric: -127..127
+WEIGHT_STORAGE = "int8 kernels with a float16 scale per output channel; float16 others"
 # Config fields every rate point of one lambda ladder shares (launch/ladder.sh changes only the
 # rate point, init_from and run settings): a donor that agrees on them is this ladder's.
 LADDER_FIELDS = ("model", "channels", "latent_channels", "base_channels", "context_model",
                  "noise", "data_source")
 
 
-def float16_params(params) -> dict[str, np.ndarray]:
-    """{"a/b/kernel": float16 array} of a parameter tree; raises if a value cannot be float16."""
-    flat = {}
+def shipped_arrays(params) -> dict[str, np.ndarray]:
+    """{"a/b/kernel": array} of a parameter tree as an entry stores it (`jdc_jax.zoo`): each 4-D
+    kernel as int8 (round(value / scale), scale = the float16 of the output channel's largest
+    magnitude / 127) with its scales under "a/b/kernel@scale", every other parameter as
+    float16. ValueError naming a parameter whose values or scales float16 cannot hold."""
+    arrays = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
         key = zoo.PATH_SEPARATOR.join(str(getattr(entry, "key", entry)) for entry in path)
+        if key.endswith(zoo.SCALE_SUFFIX):
+            raise ValueError(f"parameter {key}: a name ending in {zoo.SCALE_SUFFIX!r} is "
+                             "reserved for kernel scales")
         value = np.asarray(leaf, dtype=np.float32)
         largest = float(np.max(np.abs(value))) if value.size else 0.0
         if not np.isfinite(largest) or largest > FLOAT16_MAX:
             raise ValueError(f"parameter {key} reaches {largest:g}, beyond float16's range")
-        flat[key] = value.astype(np.float16)
-    return flat
+        if key.rpartition(zoo.PATH_SEPARATOR)[2] == "kernel" and value.ndim == 4:
+            arrays[key], arrays[key + zoo.SCALE_SUFFIX] = int8_per_output_channel(value)
+        else:
+            arrays[key] = value.astype(np.float16)
+    return arrays
+
+
+def int8_per_output_channel(kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(int8 kernel, float16 scales of its last axis): kernel ~ int8 x scale, within half a
+    scale per value. A channel whose scale rounds to zero in float16 (largest magnitude below
+    about 3.8e-6) stores zeros and a zero scale."""
+    largest = np.max(np.abs(kernel), axis=tuple(range(kernel.ndim - 1)))
+    scale = (largest / INT8_LARGEST).astype(np.float16)
+    divisor = np.where(scale > 0, scale.astype(np.float32), np.float32(1))
+    # float16's rounding can make the largest value 127.06 scales: clipping moves it by < 0.5.
+    quantized = np.clip(np.rint(kernel / divisor), -INT8_LARGEST, INT8_LARGEST)
+    return np.where(scale > 0, quantized, 0).astype(np.int8), scale
 
 
 def donor_record(init_from: str, name: str, config: dict,
@@ -91,10 +116,7 @@ def donor_record(init_from: str, name: str, config: dict,
                    and all(donor.get(field) == config.get(field) for field in LADDER_FIELDS))
     if same_ladder:
         return {"name": name, "rate_point": rate_point}
-    parts = [part for part in init_from.split("/") if part]
-    while len(parts) > 1 and (parts[-1].isdigit() or parts[-1] == checkpoints.CHECKPOINT_SUBDIR):
-        parts.pop()
-    return {"name": parts[-1] if parts else init_from, "rate_point": rate_point}
+    return {"name": _work_directory_name(init_from), "rate_point": rate_point}
 
 
 def build_entry(checkpoint: str, name: str, root: Path, description: str = "",
@@ -103,21 +125,20 @@ def build_entry(checkpoint: str, name: str, root: Path, description: str = "",
     `integer_calibration` (a data source, `integer.calibrate.calibration_images`), also its
     integer entropy network, for models with a Gaussian conditional."""
     params, config, step = checkpoints.restore_params(checkpoint)
+    if config["model"] in DENOISER_KINDS:
+        destination = Path(root) / name
+        if any(zoo.RATE_POINT_DIRECTORY.fullmatch(p.name) for p in destination.glob("*")):
+            raise FileExistsError(f"{destination} holds a codec's rate points, not a denoiser")
+        donor = _denoiser_donor(config.get("init_from", ""), name, destination)
+        return _write_entry(destination, overwrite, name, params, config, step, description,
+                            donor, lambda staging, shipped: {})
     rate_point = int(config["rate_point"])
     destination = Path(root) / name / f"rate_point_{rate_point}"
-    if destination.exists() and not overwrite:
-        raise FileExistsError(f"{destination} exists (give --overwrite to replace it)")
-    flat = float16_params(params)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
-    try:
-        np.savez(staging / zoo.PARAMS_FILE, **flat)
-        donor = donor_record(config.get("init_from", ""), name, config, root)
-        # The training machine's paths say nothing to a user; the card names the donor.
-        shipped_config = dict(config, init_from="")
-        (staging / zoo.CONFIG_FILE).write_text(json.dumps(shipped_config, indent=1,
-                                                          sort_keys=True))
-        shipped = zoo.load_params(staging)
+    if (destination.parent / zoo.PARAMS_FILE).exists():
+        raise FileExistsError(f"{destination.parent} is a denoiser's entry, not a codec's")
+    donor = donor_record(config.get("init_from", ""), name, config, root)
+
+    def codec_fields(staging: Path, shipped) -> dict:
         model = model_from_config(config)
         side = build_side_tables(model, shipped)
         side.save(staging / zoo.SIDE_TABLES_FILE)
@@ -128,19 +149,41 @@ def build_entry(checkpoint: str, name: str, root: Path, description: str = "",
                       model_kind=config["model"], config=config)
         if integer_calibration and codec.has_side:
             integer_fields = _write_integer_entropy(codec, staging, integer_calibration)
-        (staging / zoo.CARD_FILE).write_text(json.dumps({
-            "name": name, "rate_point": rate_point,
-            "lambda": rate_lambda(ml_collections.ConfigDict(config)),
-            "model": config["model"], "context_model": config.get("context_model"),
-            "noise": config.get("noise"), "data_source": config.get("data_source"),
-            "crop_size": config.get("crop_size"), "batch_size": config.get("batch_size"),
-            "training_steps": int(step),
+        return {"rate_point": rate_point, "lambda": rate_lambda(ml_collections.ConfigDict(config)),
+                "context_model": config.get("context_model"), "model_id": identifier.hex(),
+                "side_tables_sha256": side.digest(), "latent_tables_sha256": latent.digest(),
+                **integer_fields}
+
+    return _write_entry(destination, overwrite, name, params, config, step, description, donor,
+                        codec_fields)
+
+
+def _write_entry(destination: Path, overwrite: bool, name: str, params, config: dict,
+                 step: int, description: str, donor: dict | None, kind_fields) -> Path:
+    """Writes an entry in a temporary directory beside `destination`, then renames it there:
+    params.npz (`shipped_arrays`), config.json (without the training machine's init_from path:
+    the card names the donor) and card.json, whose fields every entry has are completed by
+    `kind_fields(staging directory, shipped float32 params)`, which may write more files."""
+    if destination.exists() and not overwrite:
+        raise FileExistsError(f"{destination} exists (give --overwrite to replace it)")
+    arrays = shipped_arrays(params)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
+    try:
+        np.savez(staging / zoo.PARAMS_FILE, **arrays)
+        (staging / zoo.CONFIG_FILE).write_text(json.dumps(dict(config, init_from=""), indent=1,
+                                                          sort_keys=True))
+        shipped = zoo.load_params(staging)
+        card = {
+            "name": name, "model": config["model"], "noise": config.get("noise"),
+            "data_source": config.get("data_source"), "crop_size": config.get("crop_size"),
+            "batch_size": config.get("batch_size"), "training_steps": int(step),
             "init_from": donor,
-            "parameters": int(sum(v.size for v in flat.values())),
-            "model_id": identifier.hex(), "description": description,
-            "params_sha256": parameters_digest(shipped), "side_tables_sha256": side.digest(),
-            "latent_tables_sha256": latent.digest(), **integer_fields,
-        }, indent=1, sort_keys=True))
+            "parameters": int(sum(v.size for v in jax.tree_util.tree_leaves(shipped))),
+            "weight_storage": WEIGHT_STORAGE, "description": description,
+            "params_sha256": parameters_digest(shipped),
+            **kind_fields(staging, shipped)}
+        (staging / zoo.CARD_FILE).write_text(json.dumps(card, indent=1, sort_keys=True))
         staging.chmod(0o755)
         if destination.exists():
             shutil.rmtree(destination)
@@ -149,6 +192,29 @@ def build_entry(checkpoint: str, name: str, root: Path, description: str = "",
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return destination
+
+
+def _denoiser_donor(init_from: str, name: str, destination: Path) -> dict | None:
+    """The card's "init_from" of a denoiser entry (rate point None): the zoo entry or work
+    directory it started from; a warm restart from the entry itself passes on its donor."""
+    if not init_from:
+        return None
+    if init_from.startswith(zoo.SPEC_PREFIX):
+        donor_name, _ = zoo.split_spec(init_from)
+        if donor_name == name:
+            card_path = destination / zoo.CARD_FILE
+            return json.loads(card_path.read_text()).get("init_from") if card_path.is_file() \
+                else None
+        return {"name": donor_name, "rate_point": None}
+    return {"name": _work_directory_name(init_from), "rate_point": None}
+
+
+def _work_directory_name(path: str) -> str:
+    """The run's directory name of a checkpoint path (without checkpoints/ or a step)."""
+    parts = [part for part in path.split("/") if part]
+    while len(parts) > 1 and (parts[-1].isdigit() or parts[-1] == checkpoints.CHECKPOINT_SUBDIR):
+        parts.pop()
+    return parts[-1] if parts else path
 
 
 def _write_integer_entropy(codec, directory: Path, calibration: str) -> dict:

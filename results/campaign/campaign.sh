@@ -8,7 +8,7 @@
 # same command continues a stopped campaign. On a machine without those checkpoints (a fresh
 # clone), a run whose zoo entry is committed (`export_zoo.sh`, zoo name = run name with "-" for
 # "_") continues from it: a warm restart at the entry's training steps (`--config.init_step`:
-# the same schedule, a fresh optimizer ramped up over 100 steps, float16 weights as shipped);
+# the same schedule, a fresh optimizer ramped up over 100 steps, the weights as shipped);
 # an entry that already has all its steps is skipped. See "Continuing on a new machine" in the
 # README.
 set -euo pipefail
@@ -26,11 +26,13 @@ python results/campaign/split_cbsd432.py ../shared/datasets/cbsd432 runs/data
 FIRST_STEPS=10000
 FINETUNE_STEPS=3000
 
-# zoo_steps NAME RATE_POINT: the training steps of the committed zoo entry, 0 without one.
+# zoo_steps NAME [RATE_POINT]: the training steps of the committed zoo entry (a denoiser's
+# without RATE_POINT), 0 without one.
 zoo_steps() {
   python -c 'import sys; from jdc_jax import zoo
-try: print(zoo.card(sys.argv[1], int(sys.argv[2]))["training_steps"])
-except (zoo.UnknownModel, FileNotFoundError): print(0)' "$1" "$2"
+try: print((zoo.card(sys.argv[1], int(sys.argv[2])) if len(sys.argv) > 2
+           else zoo.denoiser_card(sys.argv[1]))["training_steps"])
+except (zoo.UnknownModel, FileNotFoundError): print(0)' "$@"
 }
 
 has_checkpoint() {
@@ -57,6 +59,25 @@ train_point() {
     --config.num_train_steps="$steps" "$@" "${restart[@]}"
 }
 
+# train_denoiser CONFIG NAME STEPS: a run without rate points (the cascade's denoiser), resumed
+# from its checkpoints, else warm-restarted from its zoo entry (zoo:NAME), else from scratch.
+train_denoiser() {
+  local config="$1" name="$2" steps="$3" restart=()
+  local workdir="$root/$name" entry="${name//_/-}"
+  if ! has_checkpoint "$workdir"; then
+    local done_steps
+    done_steps="$(zoo_steps "$entry")"
+    if (( done_steps >= steps )); then
+      echo "zoo:$entry has its $steps steps; skipped"
+      return
+    elif (( done_steps > 0 )); then
+      restart=(--config.init_from="zoo:$entry" --config.init_step="$done_steps")
+    fi
+  fi
+  python -m jdc_jax.main --config="$config" --workdir="$workdir" \
+    --config.num_train_steps="$steps" "${restart[@]}"
+}
+
 # The lambda ladder, the paper's way: rate point 1 (lambda 0.0018) from scratch, each next point
 # fine-tuned from the one before (its checkpoint, or its zoo entry on a fresh machine), with a
 # lower peak learning rate and a short warm-up (the optimizer state starts afresh).
@@ -78,7 +99,7 @@ ladder configs/jicd.py:campaign_sigma25 jicd_sigma25
 # 2. The cascade (the JICD paper's baseline): a codec trained clean -> clean, whose one ladder
 #    serves every noise level, and an FFDNet-clip denoiser told the noise level.
 ladder configs/codec.py:campaign_clean codec_clean
-python -m jdc_jax.main --config=configs/denoiser.py:campaign_ffdnet --workdir="$root/ffdnet"
+train_denoiser configs/denoiser.py:campaign_ffdnet ffdnet_clip 6000
 
 # 3. JICD, AWGN sigma 50; then sigma variable over {15, 25, 50}.
 ladder configs/jicd.py:campaign_sigma50 jicd_sigma50

@@ -18,6 +18,15 @@ declare -A DESCRIPTIONS=(
   [jicd_sigma50]="JICD, N = M = 64 (60 base + 4 enhancement channels), CBSD432, AWGN sigma 50 (results/campaign)"
   [jicd_variable]="JICD, N = M = 64 (60 base + 4 enhancement channels), CBSD432, AWGN sigma in {15, 25, 50} (results/campaign)"
 )
+# Runs without rate points (denoisers): their entry is zoo:NAME.
+declare -A DENOISERS=(
+  [ffdnet_clip]="FFDNet-clip (10 layers of 64 channels), CBSD432, clipped and quantized AWGN of sigma uniform on [0, 75], told each image's sigma (results/campaign)"
+)
+for run in "${!DENOISERS[@]}"; do
+  compgen -G "$root/$run/checkpoints/[0-9]*" > /dev/null || continue
+  python -m jdc_jax.zoo.build --checkpoint "$root/$run" --name "${run//_/-}" \
+    --description "${DENOISERS[$run]}" --overwrite
+done
 for run in "${!DESCRIPTIONS[@]}"; do
   for workdir in "$root/$run"/rate_point_*; do
     compgen -G "$workdir/checkpoints/[0-9]*" > /dev/null || continue
