@@ -61,16 +61,33 @@ def test_entry_holds_int8_kernels_and_float16_others_that_load_as_exactly_their_
             np.testing.assert_array_equal(loaded[key], value.astype(np.float16).astype(np.float32))
 
 
-def test_int8_kernels_keep_zeros_and_a_channel_too_small_for_a_float16_scale_is_zero():
-    kernel = np.zeros((5, 5, 2, 3), np.float32)
+def test_int8_kernels_keep_zeros_and_every_value_within_half_a_step_even_for_tiny_scales():
+    kernel = np.zeros((5, 5, 2, 4), np.float32)
     kernel[:2, :, 0, 0] = np.linspace(-0.3, 0.5, 10).reshape(2, 5)  # a causal (masked) kernel
-    kernel[0, 0, 1, 1] = 1e-6      # scale 1e-6 / 127 rounds to zero in float16
+    kernel[0, 0, 1, 1] = 1e-6      # largest / 127 rounds to 0 in float16: the smallest scale
     kernel[4, 4, 1, 2] = -2.54     # scale 0.02: exactly -127
+    kernel[1, 1, 0, 3], kernel[2, 2, 1, 3] = 1e-3, -4e-4  # a subnormal float16 scale
     quantized, scale = int8_per_output_channel(kernel)
     np.testing.assert_array_equal(quantized[2:, :, :, 0], 0)
-    assert quantized[0, 0, 1, 1] == 0 and scale[1] == 0
+    assert scale[1] == np.float16(2.0**-24) and quantized[0, 0, 1, 1] == 17
     assert quantized[4, 4, 1, 2] == -127 and scale[2] == np.float16(0.02)
     assert quantized[1, 4, 0, 0] == 127 and quantized[0, 0, 0, 0] == round(-0.3 / float(scale[0]))
+    assert int(np.max(np.abs(quantized))) <= 127
+    dequantized = quantized.astype(np.float32) * scale.astype(np.float32)
+    steps = np.abs(dequantized - kernel) / scale.astype(np.float32)
+    assert float(np.max(steps)) <= 0.5 + 1e-3
+    np.testing.assert_array_equal(dequantized[kernel == 0], 0)
+    empty, empty_scale = int8_per_output_channel(np.zeros((3, 3, 0, 2), np.float32))
+    assert empty.shape == (3, 3, 0, 2) and empty_scale.tolist() == [0, 0]
+
+
+def test_an_entry_of_float16_kernels_still_loads(tmp_path):
+    kernel = np.arange(24, dtype=np.float16).reshape(1, 2, 3, 4) / 7
+    np.savez(tmp_path / zoo.PARAMS_FILE, **{"a/kernel": kernel,
+                                            "a/bias": np.ones(4, np.float16)})
+    loaded = zoo.load_params(tmp_path)
+    np.testing.assert_array_equal(loaded["a"]["kernel"], kernel.astype(np.float32))
+    assert loaded["a"]["kernel"].dtype == np.float32
 
 
 def test_a_params_file_with_an_unscaled_int8_kernel_or_another_dtype_is_refused(tmp_path):
@@ -79,7 +96,11 @@ def test_a_params_file_with_an_unscaled_int8_kernel_or_another_dtype_is_refused(
              r"float16 scales a/kernel@scale of shape \(3,\)"),
             ({"a/kernel": np.ones((1, 1, 2, 3), np.int8),
               "a/kernel@scale": np.ones(2, np.float16)}, "needs float16 scales"),
-            ({"a/bias@scale": np.ones(2, np.float16)}, "a/bias@scale scales no kernel"),
+            ({"a/bias@scale": np.ones(2, np.float16)}, "a/bias@scale scales no int8 kernel"),
+            ({"a/kernel": np.ones((1, 1, 2, 3), np.float16),
+              "a/kernel@scale": np.ones(3, np.float16)}, "a/kernel@scale scales no int8 kernel"),
+            ({"a/kernel": np.ones((2, 3), np.int8), "a/kernel@scale": np.ones(3, np.float16)},
+             r"int8 a/kernel has shape \(2, 3\); only 4-D kernels"),
             ({"a/bias": np.ones(2, np.float32)}, "a/bias is float32, not float16 or int8")):
         np.savez(tmp_path / zoo.PARAMS_FILE, **arrays)
         with pytest.raises(ValueError, match=message):
@@ -306,7 +327,7 @@ def test_a_denoiser_entry_has_no_rate_point_and_is_read_where_a_checkpoint_would
     from_init = train.load_init_params("zoo:tiny-ffdnet", params)
     for tree in (restored, from_registry, from_init):
         for ours, theirs in zip(jax.tree_util.tree_leaves(tree),
-                                jax.tree_util.tree_leaves(shipped)):
+                                jax.tree_util.tree_leaves(shipped), strict=True):
             np.testing.assert_array_equal(np.asarray(ours), theirs)
     denoise = DenoiserRunner("zoo:tiny-ffdnet")
     image = generated_image(24, 32, seed=2)
@@ -324,21 +345,34 @@ def test_a_denoiser_entry_has_no_rate_point_and_is_read_where_a_checkpoint_would
     assert ("tiny-ffdnet (denoiser, zoo:tiny-ffdnet): ffdnet, trained on awgn:0-75 noise; "
             "a tiny denoiser") in capsys.readouterr().out
 
-    # A codec and a denoiser never share a name's directory.
+    # A codec and a denoiser never share a name's directory; a name is one plain component.
     with pytest.raises(FileExistsError, match="tiny-ffdnet is a denoiser's entry, not a codec's"):
         build_entry(entry["checkpoint"], "tiny-ffdnet", root)
-    with pytest.raises(FileExistsError, match="tiny-jicd holds a codec's rate points"):
+    with pytest.raises(FileExistsError, match="tiny-jicd exists and is not a denoiser's entry"):
         build_entry(checkpoint, "tiny-jicd", entry["root"], overwrite=True)
     assert zoo.available(entry["root"]) == {"tiny-jicd": (2,)}
+    for name in ("", ".", "..", "a/b", "a:b", ".hidden", "tiny-jicd/rate_point_2"):
+        with pytest.raises(ValueError, match=f"zoo name {name!r}: expected letters"):
+            build_entry(checkpoint, name, entry["root"], overwrite=True)
+    assert sorted(p.name for p in entry["root"].iterdir()) == ["latent_tables.bin", "tiny-jicd"]
 
-    # A warm restart from the entry keeps its donor (none); one from another run names it.
+
+def test_a_denoiser_entry_names_its_donor_and_a_warm_restart_keeps_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("JDC_ZOO_ROOT", str(tmp_path / "weights"))
+    root = tmp_path / "weights"
+    _, _, donor = _tiny_ffdnet_checkpoint(tmp_path / "sigma50_run", step=2)
+    _, _, tuned = _tiny_ffdnet_checkpoint(tmp_path / "tuned", step=5,
+                                          init_from=f"{donor}/checkpoints/2")
+    build_entry(tuned, "tiny-ffdnet", root)
+    named = {"name": "sigma50_run", "rate_point": None}
+    assert zoo.denoiser_card("tiny-ffdnet")["init_from"] == named
+    # Machine B continues the run from the entry (init_step 5): the card keeps the donor.
     _, _, restarted = _tiny_ffdnet_checkpoint(tmp_path / "restart", step=8,
                                               init_from="zoo:tiny-ffdnet", init_step=5)
     build_entry(restarted, "tiny-ffdnet", root, overwrite=True)
-    assert zoo.denoiser_card("tiny-ffdnet")["training_steps"] == 8
-    assert zoo.denoiser_card("tiny-ffdnet")["init_from"] is None
-    _, _, tuned = _tiny_ffdnet_checkpoint(tmp_path / "sigma50_run", step=2,
-                                          init_from=f"{tmp_path}/restart/checkpoints/8")
-    build_entry(tuned, "tiny-ffdnet-tuned", root)
-    assert zoo.denoiser_card("tiny-ffdnet-tuned")["init_from"] == {"name": "restart",
-                                                                   "rate_point": None}
+    card = zoo.denoiser_card("tiny-ffdnet")
+    assert (card["training_steps"], card["init_from"]) == (8, named)
+    assert sorted(p.name for p in root.iterdir()) == ["tiny-ffdnet"]  # no staging left
+    _, _, other = _tiny_ffdnet_checkpoint(tmp_path / "other", step=3, init_from="zoo:x:2")
+    build_entry(other, "tiny-other", root)
+    assert zoo.denoiser_card("tiny-other")["init_from"] == {"name": "x", "rate_point": 2}

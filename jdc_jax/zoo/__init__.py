@@ -65,6 +65,9 @@ PATH_SEPARATOR = "/"
 # The key of an int8 kernel's float16 scales (one per output channel): "PATH@scale".
 SCALE_SUFFIX = "@scale"
 RATE_POINT_DIRECTORY = re.compile(r"rate_point_(\d+)")
+# An entry's name: a single path component that a zoo: spec can name (no "/", ":" or leading
+# "." — the staging directories of a build start with ".").
+ENTRY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # A shipped model named where a checkpoint path is expected (`jdc_jax.evaluate --checkpoints`,
 # `--config.init_from`): zoo:NAME:RATE_POINT.
 SPEC_PREFIX = "zoo:"
@@ -122,7 +125,8 @@ def denoisers(root: Path | None = None) -> tuple[str, ...]:
     root = weights_root(root)
     if not root.is_dir():
         return ()
-    return tuple(sorted(p.name for p in root.iterdir() if (p / PARAMS_FILE).is_file()))
+    return tuple(sorted(p.name for p in root.iterdir()
+                        if ENTRY_NAME.fullmatch(p.name) and (p / PARAMS_FILE).is_file()))
 
 
 def denoiser_directory(name: str, root: Path | None = None) -> Path:
@@ -190,13 +194,16 @@ def load_params(directory: Path) -> dict:
     params: dict = {}
     for key, value in flat.items():
         if key.endswith(SCALE_SUFFIX):
-            if key.removesuffix(SCALE_SUFFIX) not in flat:
-                raise ValueError(f"{path}: {key} scales no kernel")
+            kernel = flat.get(key.removesuffix(SCALE_SUFFIX))
+            if kernel is None or kernel.dtype != np.int8:
+                raise ValueError(f"{path}: {key} scales no int8 kernel")
             continue
         if value.dtype == np.int8:
+            if value.ndim != 4:
+                raise ValueError(f"{path}: int8 {key} has shape {value.shape}; only 4-D "
+                                 "kernels are stored as int8")
             scale = flat.get(key + SCALE_SUFFIX)
-            if value.ndim != 4 or scale is None or scale.dtype != np.float16 or \
-                    scale.shape != value.shape[-1:]:
+            if scale is None or scale.dtype != np.float16 or scale.shape != value.shape[-1:]:
                 raise ValueError(f"{path}: int8 {key} {value.shape} needs float16 scales "
                                  f"{key + SCALE_SUFFIX} of shape ({value.shape[-1]},)")
             value = value.astype(np.float32) * scale.astype(np.float32)

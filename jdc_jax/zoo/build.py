@@ -75,14 +75,17 @@ def shipped_arrays(params) -> dict[str, np.ndarray]:
 
 def int8_per_output_channel(kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(int8 kernel, float16 scales of its last axis): kernel ~ int8 x scale, within half a
-    scale per value. A channel whose scale rounds to zero in float16 (largest magnitude below
-    about 3.8e-6) stores zeros and a zero scale."""
-    largest = np.max(np.abs(kernel), axis=tuple(range(kernel.ndim - 1)))
+    scale per value; the scale is the float16 at or just above the channel's largest
+    magnitude / 127 (zero for a channel of zeros)."""
+    largest = np.max(np.abs(kernel), axis=tuple(range(kernel.ndim - 1)), initial=0.0)
     scale = (largest / INT8_LARGEST).astype(np.float16)
+    # Rounded up where float16 rounded it down (or to zero): the largest value is then at most
+    # 127 scales, so no value is clipped.
+    low = scale.astype(np.float64) * INT8_LARGEST < largest
+    scale = np.where(low, np.nextafter(scale, np.float16(np.inf)), scale).astype(np.float16)
     divisor = np.where(scale > 0, scale.astype(np.float32), np.float32(1))
-    # float16's rounding can make the largest value 127.06 scales: clipping moves it by < 0.5.
     quantized = np.clip(np.rint(kernel / divisor), -INT8_LARGEST, INT8_LARGEST)
-    return np.where(scale > 0, quantized, 0).astype(np.int8), scale
+    return quantized.astype(np.int8), scale
 
 
 def donor_record(init_from: str, name: str, config: dict,
@@ -124,11 +127,15 @@ def build_entry(checkpoint: str, name: str, root: Path, description: str = "",
     """Writes the entry of `checkpoint` under `root`; returns its directory. With
     `integer_calibration` (a data source, `integer.calibrate.calibration_images`), also its
     integer entropy network, for models with a Gaussian conditional."""
+    if not zoo.ENTRY_NAME.fullmatch(name):
+        raise ValueError(f"zoo name {name!r}: expected letters, digits, '.', '_' or '-', "
+                         "starting with a letter or digit")
     params, config, step = checkpoints.restore_params(checkpoint)
     if config["model"] in DENOISER_KINDS:
         destination = Path(root) / name
-        if any(zoo.RATE_POINT_DIRECTORY.fullmatch(p.name) for p in destination.glob("*")):
-            raise FileExistsError(f"{destination} holds a codec's rate points, not a denoiser")
+        if destination.exists() and not _is_denoiser_entry(destination):
+            raise FileExistsError(f"{destination} exists and is not a denoiser's entry (a "
+                                  "codec's rate points?); it is left as it is")
         donor = _denoiser_donor(config.get("init_from", ""), name, destination)
         return _write_entry(destination, overwrite, name, params, config, step, description,
                             donor, lambda staging, shipped: {})
@@ -185,13 +192,29 @@ def _write_entry(destination: Path, overwrite: bool, name: str, params, config: 
             **kind_fields(staging, shipped)}
         (staging / zoo.CARD_FILE).write_text(json.dumps(card, indent=1, sort_keys=True))
         staging.chmod(0o755)
+        # The old entry is moved aside before the new one takes its place, and deleted after:
+        # an interrupted build leaves one of the two whole.
         if destination.exists():
-            shutil.rmtree(destination)
-        staging.rename(destination)
+            retired = Path(tempfile.mkdtemp(prefix=f".{destination.name}.old.",
+                                            dir=destination.parent))
+            destination.rename(retired / destination.name)
+            staging.rename(destination)
+            shutil.rmtree(retired)
+        else:
+            staging.rename(destination)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return destination
+
+
+def _is_denoiser_entry(directory: Path) -> bool:
+    """Whether `directory` is a denoiser's entry (params.npz and a card of a denoiser kind)."""
+    try:
+        card = json.loads((directory / zoo.CARD_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return (directory / zoo.PARAMS_FILE).is_file() and card.get("model") in DENOISER_KINDS
 
 
 def _denoiser_donor(init_from: str, name: str, destination: Path) -> dict | None:
@@ -200,12 +223,12 @@ def _denoiser_donor(init_from: str, name: str, destination: Path) -> dict | None
     if not init_from:
         return None
     if init_from.startswith(zoo.SPEC_PREFIX):
-        donor_name, _ = zoo.split_spec(init_from)
-        if donor_name == name:
+        donor_name, donor_point = zoo.split_spec(init_from)
+        if donor_name == name and donor_point is None:
             card_path = destination / zoo.CARD_FILE
             return json.loads(card_path.read_text()).get("init_from") if card_path.is_file() \
                 else None
-        return {"name": donor_name, "rate_point": None}
+        return {"name": donor_name, "rate_point": donor_point}
     return {"name": _work_directory_name(init_from), "rate_point": None}
 
 
