@@ -40,9 +40,10 @@ takes 5.3 MiB instead of 9.7 (4.2 MiB of weights and 1.0 MiB of integer network)
 ladders of four rate points fit the zoo's budget of 80 MB. Measured with real files on that model
 (rate point 1 at 7,000 steps, all 24 Kodak images, AWGN 25, `jdc_jax.evaluate`), int8 against
 float16 kernels: 25.804 -> 25.796 dB, 0.14100 -> 0.14145 bpp (+0.32 %), MS-SSIM 0.8878 ->
-0.8876 (`results/campaign/awgn25/jicd_sigma25_rp1_step7000{,_int8}.json`). Zeros stay exactly zero, so a masked (causal) kernel stays causal. The tables ship
-rather than being rebuilt, so files written on one machine decode on another (the model
-identifier covers the tables).
+0.8876 (`results/campaign/awgn25/jicd_sigma25_rp1_step7000{,_int8}.json`). Zeros stay
+exactly zero, so a masked (causal) kernel stays causal. The tables ship rather than being
+rebuilt, so files written on one machine decode on another (the model identifier covers the
+tables).
 `python -m jdc_jax.zoo.build` makes an entry from a training checkpoint.
 """
 
