@@ -18,6 +18,9 @@ declare -A DESCRIPTIONS=(
   [jicd_sigma50]="JICD, N = M = 64 (60 base + 4 enhancement channels), CBSD432, AWGN sigma 50 (results/campaign)"
   [jicd_variable]="JICD, N = M = 64 (60 base + 4 enhancement channels), CBSD432, AWGN sigma in {15, 25, 50} (results/campaign)"
 )
+# The cascade's clean codec is a baseline: shipped without integer entropy networks (its float
+# path codes), which keeps the whole campaign within the zoo's budget (README "Zoo budget").
+declare -A INTEGER_CALIBRATION=([codec_clean]=none)
 # Runs without rate points (denoisers): their entry is zoo:NAME.
 declare -A DENOISERS=(
   [ffdnet_clip]="FFDNet-clip (10 layers of 64 channels), CBSD432, clipped and quantized AWGN of sigma uniform on [0, 75], told each image's sigma (results/campaign)"
@@ -31,6 +34,7 @@ for run in "${!DESCRIPTIONS[@]}"; do
   for workdir in "$root/$run"/rate_point_*; do
     compgen -G "$workdir/checkpoints/[0-9]*" > /dev/null || continue
     python -m jdc_jax.zoo.build --checkpoint "$workdir" --name "${run//_/-}" \
-      --description "${DESCRIPTIONS[$run]}" --overwrite
+      --description "${DESCRIPTIONS[$run]}" --overwrite \
+      --integer-calibration "${INTEGER_CALIBRATION[$run]:-builtin}"
   done
 done
