@@ -41,7 +41,7 @@ from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
-from jdc_jax import checkpoints, images, input_pipeline, zoo
+from jdc_jax import checkpoints, images, input_pipeline
 from jdc_jax.config_validation import parse_module_lr_scales, validate_config
 from jdc_jax.codec.api import (INTEGER_ENTROPY_FILE, TABLES_DIRECTORY, Codec,
                                load_or_build_tables)
@@ -49,7 +49,8 @@ from jdc_jax.evaluate import evaluate_images
 from jdc_jax.integer import calibrate as integer_calibration
 from jdc_jax.models.losses import rate_distortion_loss, rate_lambda
 from jdc_jax.models.registry import (GAUSSIAN_CONDITIONAL_KINDS, init_params,
-                                     model_from_config, restore_model, takes_noise_level)
+                                     model_from_config, restore_model, restore_params,
+                                     takes_noise_level)
 from jdc_jax.sharding import global_batch, local_copy, make_mesh, replicate
 
 def learning_rate_schedule(config) -> optax.Schedule:
@@ -227,10 +228,7 @@ def load_init_params(path: str, like):
     """Parameters of another model (the lambda ladder's previous rate point), from a checkpoint
     or a shipped model given as zoo:NAME:RATE_POINT (zoo:NAME for a denoiser; its weights as
     shipped); the tree must match this model's exactly."""
-    if path.startswith(zoo.SPEC_PREFIX):
-        params, _, step = zoo.restore(path)
-    else:
-        params, _, step = checkpoints.restore_params(path)
+    params, _, step = restore_params(path)
     got = jax.tree_util.tree_structure(params)
     want = jax.tree_util.tree_structure(like)
     if got != want:

@@ -95,14 +95,19 @@ def takes_noise_level(model) -> bool:
     return getattr(model, "takes_noise_level", False)
 
 
-def restore_model(path, kinds: tuple[str, ...] | None = None):
-    """(model, params, config dict) of a checkpoint (any path `checkpoints.restore_params`
-    takes) or of a zoo entry (zoo:NAME:RATE_POINT, or zoo:NAME for a denoiser); ValueError
-    naming the path when `kinds` is given and it holds another kind."""
+def restore_params(path):
+    """(params, config dict, training steps) of a checkpoint (any path
+    `checkpoints.restore_params` takes) or of a zoo entry (zoo:NAME:RATE_POINT, or zoo:NAME for
+    a denoiser: `zoo.restore`)."""
     if str(path).startswith(zoo.SPEC_PREFIX):
-        params, config, _ = zoo.restore(str(path))
-    else:
-        params, config, _ = checkpoints.restore_params(path)
+        return zoo.restore(str(path))
+    return checkpoints.restore_params(path)
+
+
+def restore_model(path, kinds: tuple[str, ...] | None = None):
+    """(model, params, config dict) of a checkpoint or zoo entry (`restore_params`); ValueError
+    naming the path when `kinds` is given and it holds another kind."""
+    params, config, _ = restore_params(path)
     model = model_from_config(config)
     if kinds is not None and model.kind not in kinds:
         raise ValueError(f"{path} holds a {config['model']!r} model, not one of "

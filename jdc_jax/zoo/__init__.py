@@ -143,18 +143,24 @@ def restore(spec: str, root: Path | None = None) -> tuple[dict, dict, int]:
     """(float32 parameter tree, config dict, training steps) of zoo:NAME:RATE_POINT (a codec)
     or zoo:NAME (a denoiser), the parameters checked against the card's digest: what training
     (`init_from`) and evaluation (`--denoiser`) read where they would read a checkpoint."""
-    from jdc_jax.codec.api import parameters_digest
-
     name, rate_point = split_spec(spec)
     directory = (denoiser_directory(name, root) if rate_point is None
                  else entry_directory(name, rate_point, root))
+    entry_card, config, params = _read_entry(directory)
+    return params, config, int(entry_card["training_steps"])
+
+
+def _read_entry(directory: Path) -> tuple[dict, dict, dict]:
+    """(card, config, float32 parameter tree) of an entry, the parameters checked against the
+    card's params_sha256 (DamagedEntry naming both files otherwise)."""
+    from jdc_jax.codec.api import parameters_digest
+
     entry_card = json.loads((directory / CARD_FILE).read_text())
     params = load_params(directory)
     if parameters_digest(params) != entry_card.get("params_sha256"):
         raise DamagedEntry(f"{directory / PARAMS_FILE} does not match the params_sha256 of "
                            f"{directory / CARD_FILE}")
-    config = json.loads((directory / CONFIG_FILE).read_text())
-    return params, config, int(entry_card["training_steps"])
+    return entry_card, json.loads((directory / CONFIG_FILE).read_text()), params
 
 
 def entry_directory(name: str, rate_point: int | None = None, root: Path | None = None) -> Path:
@@ -230,20 +236,17 @@ def load(name: str, rate_point: int | None = None, root: Path | None = None):
     The parameters, both tables and the integer network (when the entry has one; the codec
     then writes the integer entropy path) are checked against the card's digests, so a damaged or
     mixed-up file is refused by name instead of writing files no other copy can decode."""
-    from jdc_jax.codec.api import INTEGER_ENTROPY_FILE, Codec, parameters_digest
+    from jdc_jax.codec.api import INTEGER_ENTROPY_FILE, Codec
     from jdc_jax.codec.model_id import weights_digest
     from jdc_jax.entropy.tables import CodingTables
     from jdc_jax.integer.network import IntegerEntropyModel
     from jdc_jax.models.registry import model_from_config
 
     directory = entry_directory(name, rate_point, root)
-    entry_card = json.loads((directory / CARD_FILE).read_text())
-    config = json.loads((directory / CONFIG_FILE).read_text())
-    params = load_params(directory)
+    entry_card, config, params = _read_entry(directory)
     side_tables = CodingTables.load(directory / SIDE_TABLES_FILE)
     latent_tables = CodingTables.load(directory.parent.parent / LATENT_TABLES_FILE)
     for what, digest, expected in (
-            (directory / PARAMS_FILE, parameters_digest(params), "params_sha256"),
             (directory / SIDE_TABLES_FILE, side_tables.digest(), "side_tables_sha256"),
             (directory.parent.parent / LATENT_TABLES_FILE, latent_tables.digest(),
              "latent_tables_sha256")):

@@ -97,25 +97,32 @@ def donor_record(init_from: str, name: str, config: dict,
     (else None). The name is `name`, the entry being built, when the donor is the neighbouring
     rate point of the same ladder (its `LADDER_FIELDS` equal `config`'s, its rate point one
     away); otherwise the donor's work directory name (the path without a trailing
-    checkpoints/ or step directory). A donor given as zoo:NAME:RATE_POINT is that entry; the
-    entry being built itself (a warm restart, `init_step`) passes on its own card's donor."""
+    checkpoints/ or step directory). A donor given as zoo:NAME:RATE_POINT (zoo:NAME for a
+    denoiser) is that entry; the entry being built itself (a warm restart, `init_step`)
+    passes on its own card's donor. A denoiser (`DENOISER_KINDS`) has no rate point: its
+    donor given by a path is named by its work directory, rate point None."""
     if not init_from:
         return None
+    own_point = None if config.get("model") in DENOISER_KINDS else int(config["rate_point"])
     if init_from.startswith(zoo.SPEC_PREFIX):
-        donor_name, donor_point = zoo.parse_spec(init_from)
-        if (donor_name, donor_point) != (name, int(config["rate_point"])):
+        donor_name, donor_point = zoo.split_spec(init_from)
+        if (donor_name, donor_point) != (name, own_point):
             return {"name": donor_name, "rate_point": donor_point}
         try:
-            return zoo.card(name, donor_point, root).get("init_from")
+            own_card = (zoo.denoiser_card(name, root) if own_point is None
+                        else zoo.card(name, own_point, root))
         except (zoo.UnknownModel, FileNotFoundError):
             return None
+        return own_card.get("init_from")
+    if own_point is None:
+        return {"name": _work_directory_name(init_from), "rate_point": None}
     try:
         donor, _ = checkpoints.restore_config(init_from)
     except (OSError, ValueError):
         donor = None
     rate_point = int(donor["rate_point"]) if donor and "rate_point" in donor else None
     same_ladder = (donor is not None and rate_point is not None
-                   and abs(rate_point - int(config["rate_point"])) == 1
+                   and abs(rate_point - own_point) == 1
                    and all(donor.get(field) == config.get(field) for field in LADDER_FIELDS))
     if same_ladder:
         return {"name": name, "rate_point": rate_point}
@@ -136,7 +143,7 @@ def build_entry(checkpoint: str, name: str, root: Path, description: str = "",
         if destination.exists() and not _is_denoiser_entry(destination):
             raise FileExistsError(f"{destination} exists and is not a denoiser's entry (a "
                                   "codec's rate points?); it is left as it is")
-        donor = _denoiser_donor(config.get("init_from", ""), name, destination)
+        donor = donor_record(config.get("init_from", ""), name, config, root)
         return _write_entry(destination, overwrite, name, params, config, step, description,
                             donor, lambda staging, shipped: {})
     rate_point = int(config["rate_point"])
@@ -215,21 +222,6 @@ def _is_denoiser_entry(directory: Path) -> bool:
     except (OSError, ValueError):
         return False
     return (directory / zoo.PARAMS_FILE).is_file() and card.get("model") in DENOISER_KINDS
-
-
-def _denoiser_donor(init_from: str, name: str, destination: Path) -> dict | None:
-    """The card's "init_from" of a denoiser entry (rate point None): the zoo entry or work
-    directory it started from; a warm restart from the entry itself passes on its donor."""
-    if not init_from:
-        return None
-    if init_from.startswith(zoo.SPEC_PREFIX):
-        donor_name, donor_point = zoo.split_spec(init_from)
-        if donor_name == name and donor_point is None:
-            card_path = destination / zoo.CARD_FILE
-            return json.loads(card_path.read_text()).get("init_from") if card_path.is_file() \
-                else None
-        return {"name": donor_name, "rate_point": donor_point}
-    return {"name": _work_directory_name(init_from), "rate_point": None}
 
 
 def _work_directory_name(path: str) -> str:

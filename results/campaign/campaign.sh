@@ -26,56 +26,47 @@ python results/campaign/split_cbsd432.py ../shared/datasets/cbsd432 runs/data
 FIRST_STEPS=10000
 FINETUNE_STEPS=3000
 
-# zoo_steps NAME [RATE_POINT]: the training steps of the committed zoo entry (a denoiser's
-# without RATE_POINT), 0 without one.
+# zoo_steps SPEC: the training steps of the committed zoo entry zoo:NAME:RATE_POINT (zoo:NAME for
+# a denoiser), 0 without one.
 zoo_steps() {
   python -c 'import sys; from jdc_jax import zoo
-try: print((zoo.card(sys.argv[1], int(sys.argv[2])) if len(sys.argv) > 2
-           else zoo.denoiser_card(sys.argv[1]))["training_steps"])
-except (zoo.UnknownModel, FileNotFoundError): print(0)' "$@"
+name, point = zoo.split_spec(sys.argv[1])
+try: print((zoo.denoiser_card(name) if point is None else zoo.card(name, point))["training_steps"])
+except (zoo.UnknownModel, FileNotFoundError): print(0)' "$1"
 }
 
 has_checkpoint() {
   compgen -G "$1/checkpoints/[0-9]*" > /dev/null
 }
 
-# train_point CONFIG NAME POINT STEPS [ARGS...]: one rate point of a ladder, resumed from its own
-# checkpoints, else warm-restarted from its zoo entry, else from ARGS (scratch or fine-tune).
-train_point() {
-  local config="$1" name="$2" point="$3" steps="$4"
+# train_run CONFIG WORKDIR SPEC STEPS [ARGS...]: one run, resumed from its own checkpoints in
+# WORKDIR, else warm-restarted from its committed zoo entry SPEC, else from ARGS (scratch or
+# fine-tune); skipped when SPEC already has all its steps.
+train_run() {
+  local config="$1" workdir="$2" spec="$3" steps="$4"
   shift 4
-  local workdir="$root/$name/rate_point_$point" entry="${name//_/-}" restart=()
+  local restart=()
   if ! has_checkpoint "$workdir"; then
     local done_steps
-    done_steps="$(zoo_steps "$entry" "$point")"
+    done_steps="$(zoo_steps "$spec")"
     if (( done_steps >= steps )); then
-      echo "zoo:$entry:$point has its $steps steps; skipped"
+      echo "$spec has its $steps steps; skipped"
       return
     elif (( done_steps > 0 )); then
-      restart=(--config.init_from="zoo:$entry:$point" --config.init_step="$done_steps")
-    fi
-  fi
-  python -m jdc_jax.main --config="$config" --workdir="$workdir" --config.rate_point="$point" \
-    --config.num_train_steps="$steps" "$@" "${restart[@]}"
-}
-
-# train_denoiser CONFIG NAME STEPS: a run without rate points (the cascade's denoiser), resumed
-# from its checkpoints, else warm-restarted from its zoo entry (zoo:NAME), else from scratch.
-train_denoiser() {
-  local config="$1" name="$2" steps="$3" restart=()
-  local workdir="$root/$name" entry="${name//_/-}"
-  if ! has_checkpoint "$workdir"; then
-    local done_steps
-    done_steps="$(zoo_steps "$entry")"
-    if (( done_steps >= steps )); then
-      echo "zoo:$entry has its $steps steps; skipped"
-      return
-    elif (( done_steps > 0 )); then
-      restart=(--config.init_from="zoo:$entry" --config.init_step="$done_steps")
+      restart=(--config.init_from="$spec" --config.init_step="$done_steps")
     fi
   fi
   python -m jdc_jax.main --config="$config" --workdir="$workdir" \
-    --config.num_train_steps="$steps" "${restart[@]}"
+    --config.num_train_steps="$steps" "$@" "${restart[@]}"
+}
+
+# train_point CONFIG NAME POINT STEPS [ARGS...]: one rate point of a ladder (zoo:NAME:POINT, the
+# name with "-" for "_").
+train_point() {
+  local config="$1" name="$2" point="$3" steps="$4"
+  shift 4
+  train_run "$config" "$root/$name/rate_point_$point" "zoo:${name//_/-}:$point" "$steps" \
+    --config.rate_point="$point" "$@"
 }
 
 # The lambda ladder, the paper's way: rate point 1 (lambda 0.0018) from scratch, each next point
@@ -99,7 +90,7 @@ ladder configs/jicd.py:campaign_sigma25 jicd_sigma25
 # 2. The cascade (the JICD paper's baseline): a codec trained clean -> clean, whose one ladder
 #    serves every noise level, and an FFDNet-clip denoiser told the noise level.
 ladder configs/codec.py:campaign_clean codec_clean
-train_denoiser configs/denoiser.py:campaign_ffdnet ffdnet_clip 6000
+train_run configs/denoiser.py:campaign_ffdnet "$root/ffdnet_clip" zoo:ffdnet-clip 6000
 
 # 3. JICD, AWGN sigma 50; then sigma variable over {15, 25, 50}.
 ladder configs/jicd.py:campaign_sigma50 jicd_sigma50
