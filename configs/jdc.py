@@ -5,13 +5,16 @@ targets. Selected as --config=configs/jdc.py:VARIANT:
   keeping pairs with MS-SSIM(noisy, clean) >= 0.8 and making 20% of the batches clean -> clean;
 - teacher: targets are a trained denoiser's output (teacher_checkpoint), inputs synthetic noise;
 - synthetic: clean images with synthesized noise (default AWGN sigma in [5, 50]);
-- smoke: a tiny synthetic model on the built-in images.
+- smoke: a tiny synthetic model on the built-in images;
+- campaign_sigma25: the CPU training campaign (results/campaign/README.md): synthetic AWGN 25 with
+  20% clean -> clean batches, at the campaign's scale and on JICD's lambdas, so that it sits on
+  the same plots as JICD sigma 25.
 """
 
-from jdc_jax.default_config import apply_smoke
+from jdc_jax.default_config import apply_campaign_scale, apply_smoke
 from jdc_jax.default_config import get_config as base_config
 
-VARIANTS = ("paired", "teacher", "synthetic", "smoke")
+VARIANTS = ("paired", "teacher", "synthetic", "smoke", "campaign_sigma25")
 
 
 def get_config(variant: str = "synthetic"):
@@ -34,4 +37,9 @@ def get_config(variant: str = "synthetic"):
         apply_smoke(config)
         config.noise = "awgn:25"
         config.clean_fraction = 0.2
+    elif variant == "campaign_sigma25":
+        apply_campaign_scale(config)
+        config.noise = "awgn:25"
+        config.clean_fraction = 0.2
+        config.rate_point = 1
     return config

@@ -143,7 +143,23 @@ def _chain_state(opt_state):
 
 
 class NonFiniteLoss(FloatingPointError):
-    """The training loss became NaN or infinite."""
+    """The training loss or the gradient norm became NaN or infinite."""
+
+
+def nonfinite_window(means: dict, *, skipping: bool, skipped: int, steps: int) -> str:
+    """What went non-finite in a logging window ("" when the run may go on).
+
+    A skipped step still reports its non-finite loss; only a window in which every step was
+    non-finite (or any, without skipping) stops the run. A non-finite gradient norm with a finite
+    loss stops it too: clipping by an infinite norm makes the updates zero or NaN, so the run can
+    no longer learn (a Testolina run at lr 1e-3 went on for 470 such steps with a finite loss,
+    results/campaign/README.md, "Testolina at lr 1e-3")."""
+    if skipping and skipped < steps:
+        return ""
+    return " and ".join(f"the {label} became {means[name]}"
+                        for name, label in (("loss", "training loss"),
+                                            ("grad_norm", "gradient norm"))
+                        if name in means and not np.isfinite(means[name]))
 
 
 @flax.struct.dataclass
@@ -494,17 +510,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             # made a short window's steps/s and input-wait share look many times too good.
             jax.block_until_ready(state)
             means = window.means()
-            # A skipped step still reports its non-finite loss; only a window in which every
-            # step was non-finite (or any, without skipping) stops the run.
-            if not np.isfinite(means["loss"]) and (
-                    not config.get("skip_nonfinite_updates", False)
-                    or window.skipped >= window.steps_read):
+            diverged = nonfinite_window(means, skipping=config.get("skip_nonfinite_updates",
+                                                                    False),
+                                        skipped=window.skipped, steps=window.steps_read)
+            if diverged:
                 reporter.close()
                 raise NonFiniteLoss(
-                    f"the training loss became {means['loss']} between steps "
-                    f"{step - window.steps_read + 1} and {step}; the checkpoints in {workdir} "
-                    f"hold the last finite state. Lower learning_rate or grad_clip_norm, or set "
-                    f"skip_nonfinite_updates=True")
+                    f"{diverged} between steps {step - window.steps_read + 1} and {step}; the "
+                    f"checkpoints in {workdir} hold the last finite state. Lower learning_rate "
+                    f"or grad_clip_norm, or set skip_nonfinite_updates=True")
             last_metrics = means
             reporter.line(f"step {step}/{config.num_train_steps} {_progress_line(means)}")
             reporter.summarize(means)

@@ -263,9 +263,25 @@ def test_training_loop_compiles_nothing_after_its_first_step(tmp_path):
 def test_a_diverging_run_stops_with_a_message_naming_the_steps(tmp_path):
     config = tiny(load_config("configs/denoiser.py:smoke"), tmp_path, learning_rate=1e30,
                   num_train_steps=4, log_every_steps=2, eval_folder="")
-    with pytest.raises(train.NonFiniteLoss, match=r"the training loss became nan between steps "
+    with pytest.raises(train.NonFiniteLoss, match=r"the training loss became nan (and the "
+                                                  r"gradient norm became nan )?between steps "
                                                   r"\d and \d; the checkpoints in"):
         train.train_and_evaluate(config, str(tmp_path / "diverging"))
+
+
+def test_a_nonfinite_gradient_norm_stops_a_run_whose_loss_is_still_finite():
+    window = {"loss": 44.2, "grad_norm": float("inf"), "bpp": 7.94}
+    assert (train.nonfinite_window(window, skipping=False, skipped=0, steps=10)
+            == "the gradient norm became inf")
+    both = {"loss": float("nan"), "grad_norm": float("nan")}
+    assert (train.nonfinite_window(both, skipping=False, skipped=0, steps=10)
+            == "the training loss became nan and the gradient norm became nan")
+    assert train.nonfinite_window({"loss": 3.1, "grad_norm": 7.9}, skipping=False, skipped=0,
+                                  steps=10) == ""
+    # Skipping: a window with some finite steps goes on; one skipped throughout stops.
+    assert train.nonfinite_window(window, skipping=True, skipped=9, steps=10) == ""
+    assert (train.nonfinite_window(window, skipping=True, skipped=10, steps=10)
+            == "the gradient norm became inf")
 
 
 def test_skipping_nonfinite_updates_leaves_parameters_and_state_unchanged():

@@ -95,3 +95,8 @@ train_run configs/denoiser.py:campaign_ffdnet "$root/ffdnet_clip" zoo:ffdnet-cli
 # 3. JICD, AWGN sigma 50; then sigma variable over {15, 25, 50}.
 ladder configs/jicd.py:campaign_sigma50 jicd_sigma50
 ladder configs/jicd.py:campaign_variable jicd_variable
+
+# 4. Testolina et al. and JDC at the same scale, AWGN sigma 25 (the same batches' noise, JICD's
+#    lambdas). Not yet exported to the zoo (README "Zoo budget"): they continue from runs/ only.
+ladder configs/testolina.py:campaign_sigma25 testolina_sigma25
+ladder configs/jdc.py:campaign_sigma25 jdc_sigma25

@@ -6,9 +6,10 @@
 The run's own config, state, data order (the tf.data iterator saved with the checkpoint) and
 step randomness are restored, so the steps are the ones the run took (with `--set`, the same
 batches under changed settings). Per step it prints the loss, rate, PSNRs, the gradient norm of
-each top-level module, the largest |activation| at the output of every GDN / IGDN layer and of
-each synthesis transform, and the largest effective IGDN gamma: enough to see which module a
-loss spike starts in.
+each top-level module, the largest effective IGDN gamma, the entropy model's largest predicted
+mean and scale, smallest scale and share of likelihoods at their bound, and the largest
+|activation| at the output of every GDN / IGDN layer and of each analysis and synthesis
+transform: enough to see which module a loss spike starts in.
 """
 
 from __future__ import annotations
@@ -73,8 +74,11 @@ def main(argv=None) -> int:
     lmbda = train.rate_lambda(config)
 
     def is_normalization(module, _):
-        return isinstance(module, GDN) or type(module).__name__ in ("ChengSynthesis",
-                                                                   "BalleSynthesis")
+        return isinstance(module, GDN) or type(module).__name__ in (
+            "ChengSynthesis", "BalleSynthesis", "ChengAnalysis", "BalleAnalysis")
+
+    def is_entropy_parameters(module, _):
+        return type(module).__name__ == "GroupEntropyParameters"
 
     @jax.jit
     def diagnose(state, batch, rng):
@@ -82,28 +86,46 @@ def main(argv=None) -> int:
 
         def loss(params):
             x = batch["noisy"].astype(jnp.float32) / 255.0
-            out, captured = model.apply({"params": params}, x, train=True,
-                                        rngs={"noise": step_rng_},
-                                        capture_intermediates=is_normalization,
-                                        mutable=["intermediates"])
+            out, captured = model.apply(
+                {"params": params}, x, train=True, rngs={"noise": step_rng_},
+                capture_intermediates=lambda m, n: is_normalization(m, n)
+                or is_entropy_parameters(m, n), mutable=["intermediates"])
             value, metrics = train.rate_distortion_loss(
                 out, train.targets_for(model, batch, config.target), lmbda=lmbda,
                 noisy_weight=config.noisy_weight)
-            return value, (metrics, captured["intermediates"])
+            return value, (metrics, captured["intermediates"], out["likelihoods"])
 
-        (_, (metrics, captured)), grads = jax.value_and_grad(loss, has_aux=True)(state.params)
-        activations = {jax.tree_util.keystr(path): jnp.max(jnp.abs(leaf))
-                       for path, leaf in jax.tree_util.tree_flatten_with_path(captured)[0]}
+        (_, (metrics, captured, likelihoods)), grads = jax.value_and_grad(
+            loss, has_aux=True)(state.params)
+        activations, entropy = {}, {}
+        for path, leaf in jax.tree_util.tree_flatten_with_path(captured)[0]:
+            name = jax.tree_util.keystr(path)
+            if "parameters" in name:  # a latent group's entropy model
+                if "'__call__'" not in name:  # (mean, scale) is __call__'s output
+                    continue
+                kind = "scale" if path[-1].idx == 1 else "mean"
+                entropy[f"{kind}_max"] = jnp.maximum(entropy.get(f"{kind}_max", -jnp.inf),
+                                                     jnp.max(jnp.abs(leaf)))
+                if kind == "scale":
+                    entropy["scale_min"] = jnp.minimum(entropy.get("scale_min", jnp.inf),
+                                                       jnp.min(leaf))
+            else:
+                activations[name] = jnp.max(jnp.abs(leaf))
+        # Share of latent elements whose likelihood sits at the bound (1e-9): their rate
+        # gradient is the bound's straight-through one.
+        bound = jnp.concatenate([jnp.ravel(v <= 1.001e-9) for v in
+                                 jax.tree_util.tree_leaves(likelihoods)])
+        entropy["at_bound"] = jnp.mean(bound)
         module_norms = {name: optax.tree.norm(tree) for name, tree in grads.items()}
         gammas = [jnp.max(from_reparametrized(leaf, 0.0, 2.0 ** -36))
                   for path, leaf in jax.tree_util.tree_flatten_with_path(state.params)[0]
                   if "igdn" in jax.tree_util.keystr(path) and path[-1].key == "gamma"]
-        return metrics, activations, module_norms, jnp.max(jnp.stack(gammas))
+        return metrics, activations, entropy, module_norms, jnp.max(jnp.stack(gammas))
 
     step = train.compile_train_step(model, tx, config, sharding.make_mesh(), state)
     for _ in range(args.steps):
         batch = {k: v.numpy() for k, v in next(iterator).items()}
-        metrics, activations, norms, gamma = jax.device_get(diagnose(state, batch, step_rng))
+        metrics, activations, entropy, norms, gamma = jax.device_get(diagnose(state, batch, step_rng))
         index = int(state.step) + 1
         state, _ = step(state, batch, step_rng)
         top = sorted(activations.items(), key=lambda kv: -kv[1])[:3]
@@ -111,6 +133,7 @@ def main(argv=None) -> int:
               f"psnr={metrics.get('psnr_denoised', metrics.get('psnr_reconstruction')):.2f} "
               f"grad={' '.join(f'{k}:{float(v):.3g}' for k, v in norms.items())} "
               f"igdn_gamma_max={float(gamma):.3g} "
+              f"entropy={' '.join(f'{k}:{float(v):.3g}' for k, v in entropy.items())} "
               f"act_max={' '.join(f'{k}:{float(v):.3g}' for k, v in top)}", flush=True)
     return 0
 

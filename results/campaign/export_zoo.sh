@@ -15,7 +15,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 declare -A DESCRIPTIONS=(
   [jicd_sigma25]="JICD, N = M = 64 (60 base + 4 enhancement channels), CBSD432, AWGN sigma 25 (results/campaign)"
   [codec_clean]="Cheng2020-anchor codec without attention, N = M = 64, CBSD432, clean -> clean (results/campaign)"
-  [jicd_sigma50]="JICD, N = M = 64 (60 base + 4 enhancement channels), CBSD432, AWGN sigma 50 (results/campaign)"
+  [jicd_sigma50]="JICD, N = M = 64 (53 base + 11 enhancement channels), CBSD432, AWGN sigma 50 (results/campaign)"
   [jicd_variable]="JICD, N = M = 64 (60 base + 4 enhancement channels), CBSD432, AWGN sigma in {15, 25, 50} (results/campaign)"
 )
 # The cascade's clean codec is a baseline: shipped without integer entropy networks (its float
