@@ -9,13 +9,15 @@ The paper reports lambda in {0.1, 0.25, 0.4, 0.55} in a convention it does not s
 0.2-1.5 bpp; here four lambdas of this project's convention span that range.
 
 Learning rate: at 1e-3 without warm-up this model blows up twice (results/campaign/README.md,
-"Testolina at lr 1e-3"): in its first steps (Adam's first updates move every weight by the full
-learning rate, and the unnormalized conv+ReLU head feeds the IGDN synthesis), and later in its
-hyperprior, whose predicted means and scales run away. The small variant therefore trains at
-3e-4, and the campaign variant uses the campaign's 500-step warm-up to a peak of 5e-4.
+"The other divergences at lr 1e-3"): in its first steps (Adam's first updates move every
+weight by the full learning rate, and the unnormalized conv+ReLU head feeds the IGDN
+synthesis), and later in its entropy-parameter network, whose predicted means and scales run
+away. The small variant therefore trains at 3e-4, and the campaign variant uses the campaign's
+500-step warm-up to a peak of 5e-4.
 """
 
-from jdc_jax.default_config import JICD_LAMBDAS, apply_campaign_scale, apply_small_scale, apply_smoke
+from jdc_jax.default_config import (JICD_LAMBDAS, apply_campaign_scale, apply_small_scale,
+                                    apply_smoke)
 from jdc_jax.default_config import get_config as base_config
 
 TESTOLINA_LAMBDAS = (0.0035, 0.0067, 0.0130, 0.0250)

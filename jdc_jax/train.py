@@ -152,8 +152,8 @@ def nonfinite_window(means: dict, *, skipping: bool, skipped: int, steps: int) -
     A skipped step still reports its non-finite loss; only a window in which every step was
     non-finite (or any, without skipping) stops the run. A non-finite gradient norm with a finite
     loss stops it too: clipping by an infinite norm makes the updates zero or NaN, so the run can
-    no longer learn (a Testolina run at lr 1e-3 went on for 470 such steps with a finite loss,
-    results/campaign/README.md, "Testolina at lr 1e-3")."""
+    no longer learn (a Testolina run at lr 1e-3 went on for 470 such steps with a finite loss:
+    results/campaign/README.md, "The other divergences at lr 1e-3")."""
     if skipping and skipped < steps:
         return ""
     return " and ".join(f"the {label} became {means[name]}"

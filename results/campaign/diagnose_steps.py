@@ -125,7 +125,8 @@ def main(argv=None) -> int:
     step = train.compile_train_step(model, tx, config, sharding.make_mesh(), state)
     for _ in range(args.steps):
         batch = {k: v.numpy() for k, v in next(iterator).items()}
-        metrics, activations, entropy, norms, gamma = jax.device_get(diagnose(state, batch, step_rng))
+        metrics, activations, entropy, norms, gamma = jax.device_get(
+            diagnose(state, batch, step_rng))
         index = int(state.step) + 1
         state, _ = step(state, batch, step_rng)
         top = sorted(activations.items(), key=lambda kv: -kv[1])[:3]
