@@ -15,6 +15,11 @@ anchor and test may have different numbers of points. Within a curve, taken in i
 the quality must strictly increase (an RD curve that turns back cannot be interpolated as a
 function of quality) and every rate must be positive.
 
+A curve that turns back at high rates (a denoise-then-code pipeline whose last, largest files
+keep more noise than they remove, say) has no BD-rate as a whole; ``--max-rate R`` leaves out
+every point of every curve above the rate R, so the comparison covers the range where both are
+rate-distortion curves. The table states the limit, and the JSON holds it (``max_rate``).
+
 Curves whose quality ranges do not overlap have no BD-rate: the table says ``no overlap`` and
 the JSON holds ``null``. The overlap fraction (length of the common quality range over the
 length of the union) is reported with each value; values on an overlap below ``LOW_OVERLAP``
@@ -24,7 +29,7 @@ average over a narrow part of the curves only.
 Usage::
 
     python -m jdc_jax.bdrate ANCHOR.json TEST.json [TEST2.json ...] \\
-        --metric psnr ssim ms-ssim --rate-key bpp --out table.json
+        --metric psnr ssim ms-ssim --rate-key bpp [--max-rate 0.4] --out table.json
 
 prints a markdown table (rows: test files by name; columns: BD-rate in % per metric) and
 writes the same numbers as JSON, atomically.
@@ -116,27 +121,44 @@ def bd_rate_percent(
     return BdRate(float(percent), overlap)
 
 
+def _up_to(curve: tuple[list[float], list[float]], max_rate: float | None):
+    """The (rates, qualities) curve without its points above max_rate (None: all points)."""
+    if max_rate is None:
+        return curve
+    kept = [(rate, quality) for rate, quality in zip(*curve) if rate <= max_rate]
+    return [rate for rate, _ in kept], [quality for _, quality in kept]
+
+
 def bd_rate_table(
-    anchor_path: str, test_paths: Sequence[str], metrics: Sequence[str], rate_key: str
+    anchor_path: str, test_paths: Sequence[str], metrics: Sequence[str], rate_key: str,
+    max_rate: float | None = None,
 ) -> dict:
-    """BD-rates of every test file against the anchor file for every metric, as a JSON object.
+    """BD-rates of every test file against the anchor file for every metric, as a JSON object;
+    with `max_rate`, on the points at or below that rate only.
 
     Returns:
-      ``{"anchor": {"name", "path"}, "rate_key", "metrics", "interpolation", "rows": [{"name",
-      "path", "bd_rate_percent": {metric: float | None}, "quality_overlap": {metric: float}}]}``.
+      ``{"anchor": {"name", "path"}, "rate_key", "max_rate", "metrics", "interpolation", "rows":
+      [{"name", "path", "bd_rate_percent": {metric: float | None}, "quality_overlap": {metric:
+      float}}]}``.
     """
+    if max_rate is not None and not max_rate > 0:
+        raise ValueError(f"max_rate must be a positive rate, got {max_rate}")
     anchor = results_io.read_results(anchor_path)
     rows = []
     for test_path in test_paths:
         test = results_io.read_results(test_path)
         bd_rates, overlaps = {}, {}
         for metric in metrics:
-            anchor_curve = results_io.rate_distortion_curve(anchor, rate_key, metric, anchor_path)
-            test_curve = results_io.rate_distortion_curve(test, rate_key, metric, test_path)
+            anchor_curve = _up_to(
+                results_io.rate_distortion_curve(anchor, rate_key, metric, anchor_path), max_rate)
+            test_curve = _up_to(
+                results_io.rate_distortion_curve(test, rate_key, metric, test_path), max_rate)
             try:
                 value = bd_rate_percent(*anchor_curve, *test_curve)
             except ValueError as error:
                 message = f"{metric} of {test_path} against {anchor_path}: {error}"
+                if max_rate is not None:
+                    message += f" (points above {rate_key} {max_rate:g} left out)"
                 raise ValueError(message) from None
             bd_rates[metric], overlaps[metric] = value.percent, value.overlap
         rows.append(
@@ -150,6 +172,7 @@ def bd_rate_table(
     return {
         "anchor": {"name": anchor["name"], "path": anchor_path},
         "rate_key": rate_key,
+        "max_rate": max_rate,
         "metrics": list(metrics),
         "interpolation": INTERPOLATION,
         "rows": rows,
@@ -168,9 +191,11 @@ def _format_cell(percent: float | None, overlap: float) -> str:
 def format_markdown(table: dict) -> str:
     """The table as markdown: one row per test file, one BD-rate column (in %) per metric."""
     metrics = table["metrics"]
+    limit = table.get("max_rate")
+    limit_text = "" if limit is None else f", points above {table['rate_key']} {limit:g} left out"
     lines = [
         f"BD-rate (%) against {table['anchor']['name']} "
-        f"(rate: {table['rate_key']}, {table['interpolation']} interpolation)",
+        f"(rate: {table['rate_key']}{limit_text}, {table['interpolation']} interpolation)",
         "",
         "| method | " + " | ".join(metrics) + " |",
         "|---|" + "---:|" * len(metrics),
@@ -199,11 +224,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="quality keys of results (default: psnr), e.g. psnr ssim ms-ssim",
     )
     parser.add_argument("--rate-key", default=results_io.RATE_KEY, help="rate key (default: bpp)")
+    parser.add_argument("--max-rate", type=float,
+                        help="leave out every curve's points above this rate (e.g. where a "
+                             "stock pipeline's quality falls with rate)")
     parser.add_argument("--out", help="where to write the table as JSON")
     args = parser.parse_args(argv)
     metrics = list(dict.fromkeys(args.metric or ["psnr"]))
     try:
-        table = bd_rate_table(args.anchor, args.tests, metrics, args.rate_key)
+        table = bd_rate_table(args.anchor, args.tests, metrics, args.rate_key, args.max_rate)
     except (ValueError, OSError) as error:
         parser.error(str(error))
     sys.stdout.write(format_markdown(table))

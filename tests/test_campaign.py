@@ -5,9 +5,13 @@ another scale."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
-from conftest import REPO, load_config
+import numpy as np
+from PIL import Image
 
+from conftest import REPO, load_config, write_images
 from jdc_jax.default_config import CAMPAIGN_TRAIN, CAMPAIGN_VALIDATION
 
 CAMPAIGN = REPO / "results" / "campaign" / "campaign.sh"
@@ -52,3 +56,19 @@ def test_the_sigma25_comparison_models_see_the_same_noise_as_jicd():
     assert noises["configs/jdc.py:campaign_sigma25"] == "awgn:25"
     assert noises["configs/jicd.py:campaign_sigma25"] == "awgn:25"
     assert load_config("configs/jdc.py:campaign_sigma25").clean_fraction == 0.2
+
+
+def test_the_readme_picture_shows_one_file_of_a_shipped_model_decoded_both_ways(tmp_path):
+    """`side_by_side.py` (the README's picture) runs against the shipped zoo: three panels of the
+    256 x 256 crop, written as one PNG."""
+    write_images(tmp_path, [(300, 320)])
+    (image_name,) = [p.name for p in tmp_path.glob("*.png")]
+    out = tmp_path / "figure" / "side_by_side.png"
+    out.parent.mkdir()
+    result = subprocess.run(
+        [sys.executable, "results/campaign/side_by_side.py", "--kodak", str(tmp_path),
+         "--image", image_name, "--rate-point", "1", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == f"wrote {out}"
+    assert np.asarray(Image.open(out)).shape[:2] == (460, 1200)

@@ -216,6 +216,35 @@ def test_bdrate_cli_prints_markdown_table_and_writes_json(rd_files, tmp_path, ca
     assert table["rows"][2]["bd_rate_percent"] == {"psnr": None, "ssim": None}
 
 
+def test_max_rate_leaves_out_the_points_where_a_curve_turns_back(tmp_path, capsys):
+    """A pipeline whose quality falls at its largest rate has no BD-rate as a whole; with
+    --max-rate the comparison covers the points below the turn, and says so."""
+    turning, test, out = tmp_path / "turning.json", tmp_path / "test.json", tmp_path / "t.json"
+    _write(turning, "Turning", bpp=ANCHOR_BPP, psnr=ANCHOR_PSNR[:3] + [31.0])
+    _write(test, "Test", bpp=[0.8 * r for r in ANCHOR_BPP[:3]], psnr=ANCHOR_PSNR[:3])
+    with pytest.raises(SystemExit) as exit_info:
+        bdrate.main([str(turning), str(test)])
+    assert exit_info.value.code == 2
+    assert "anchor: quality must strictly increase with rate" in capsys.readouterr().err
+
+    assert bdrate.main([str(turning), str(test), "--max-rate", "0.5", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "BD-rate (%) against Turning (rate: bpp, points above bpp 0.5 left out, pchip "
+        "interpolation)")
+    table = json.loads(out.read_text())
+    assert table["max_rate"] == 0.5
+    assert table["rows"][0]["bd_rate_percent"]["psnr"] == pytest.approx(-20.0, abs=1e-9)
+
+    # A limit that leaves a curve one point names the limit in the error.
+    with pytest.raises(SystemExit):
+        bdrate.main([str(turning), str(test), "--max-rate", "0.15"])
+    assert capsys.readouterr().err.strip().endswith(
+        "BD-rate needs at least 2 rate points, got 1 (points above bpp 0.15 left out)")
+    with pytest.raises(SystemExit):
+        bdrate.main([str(turning), str(test), "--max-rate", "0"])
+    assert "max_rate must be a positive rate, got 0.0" in capsys.readouterr().err
+
+
 def test_bdrate_table_flags_low_overlap():
     table = {
         "anchor": {"name": "A", "path": "a.json"},

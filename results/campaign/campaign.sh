@@ -22,8 +22,11 @@ export PATH="$PWD/.venv/bin:$PATH"
 mkdir -p "$root"
 python results/campaign/split_cbsd432.py ../shared/datasets/cbsd432 runs/data
 
-# Steps of the first (from-scratch) rate point and of each fine-tuned one.
-FIRST_STEPS=10000
+# Steps of the first (from-scratch) rate point and of each fine-tuned one. JICD sigma 25's rate
+# point 1 was planned for 10,000 steps and then continued to 14,000 (its cosine schedule re-planned
+# for 14,000 at step 10,000: README "Rate point 1 continued"); every later ladder's rate point 1
+# gets the same 14,000 steps from the start, so that the cascade has JICD's budget.
+FIRST_STEPS=14000
 FINETUNE_STEPS=3000
 
 # zoo_steps SPEC: the training steps of the committed zoo entry zoo:NAME:RATE_POINT (zoo:NAME for

@@ -75,4 +75,5 @@ for context in serial checkerboard; do
     --limit "$context_images" --checkpoints "$root/context_$context"
 done
 
-python results/small_scale/side_by_side.py --kodak "$kodak" --out "$out/side_by_side.png"
+python results/campaign/side_by_side.py --model jicd-small-sigma25 --kodak "$kodak" \
+  --out "$out/side_by_side.png"

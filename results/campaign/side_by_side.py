@@ -1,11 +1,12 @@
 """The README's picture: noisy input, denoised base-layer output and noisy reconstruction, side by
-side, from one .jdc file of the shipped small JICD model.
+side, from one .jdc file of a shipped JICD model.
 
-    python results/small_scale/side_by_side.py --kodak ../shared/testsets/kodak24 \
-        --out results/small_scale/side_by_side.png [--image kodim23.png] [--rate-point 3]
+    python results/campaign/side_by_side.py --kodak ../shared/testsets/kodak24 \
+        --out results/campaign/side_by_side.png [--model jicd-sigma25] [--rate-point 3] \
+        [--image kodim23.png]
 
 The image is a 256x256 crop of a Kodak image (the test set, never used in training) with AWGN of
-sigma 25 from the evaluation's per-file seed. The titles give each product's bits per pixel
+sigma 25 from the evaluation's per-file seed (the noise `jdc_jax.evaluate` gives that file). The titles give each product's bits per pixel
 (the denoised product: the file cut after its base chunk; the noisy reconstruction: the whole
 file) and its PSNR against the clean crop (denoised) or the noisy input (reconstruction).
 """
@@ -21,16 +22,16 @@ from matplotlib.figure import Figure
 
 from jdc_jax import images, metrics, noise, zoo
 from jdc_jax.codec import file_format
-from jdc_jax.results import write_file_atomically
+from jdc_jax.atomic_write import write_bytes_atomic
 
 CROP = 256
-MODEL = "jicd-small-sigma25"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kodak", required=True, help="folder of the Kodak images")
+    parser.add_argument("--model", default="jicd-sigma25", help="a shipped JICD model")
     parser.add_argument("--image", default="kodim23.png")
     parser.add_argument("--rate-point", type=int, default=3)
     parser.add_argument("--out", required=True, help="PNG to write")
@@ -42,7 +43,7 @@ def main() -> None:
     clean = np.ascontiguousarray(clean_full[top:top + CROP, left:left + CROP])
     noisy = noise.noisy_for_file(clean, args.image, noise.parse_noise_spec("awgn:25"), 0)
 
-    codec = zoo.load(MODEL, args.rate_point)
+    codec = zoo.load(args.model, args.rate_point)
     data = codec.compress(noisy)
     base_only = file_format.truncate_to_base(data)
     denoised = codec.decompress(base_only, "denoised")
@@ -62,12 +63,14 @@ def main() -> None:
         axes.imshow(pixels, interpolation="nearest")
         axes.set_title(title, fontsize=10)
         axes.axis("off")
-    figure.suptitle(f"{MODEL}, rate point {args.rate_point}: one file, two products "
+    steps = zoo.card(args.model, args.rate_point)["training_steps"]
+    figure.suptitle(f"{args.model}, rate point {args.rate_point} ({steps:,} training steps): "
+                    f"one file, two products "
                     f"({args.image}, centre {CROP}x{CROP} crop)", fontsize=11)
     figure.tight_layout(rect=(0, 0, 1, 0.92))
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
-    write_file_atomically(args.out, buffer.getvalue())
+    write_bytes_atomic(args.out, buffer.getvalue())
     print(f"wrote {args.out}")
 
 
