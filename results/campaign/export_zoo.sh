@@ -38,9 +38,9 @@ declare -A HELD=(
 for run in "${!DESCRIPTIONS[@]}"; do
   for workdir in "$root/$run"/rate_point_*; do
     compgen -G "$workdir/checkpoints/[0-9]*" > /dev/null || continue
-    held="${HELD[$run/${workdir##*/}]:-}"
-    if [[ -n "$held" ]]; then
-      echo "$run/${workdir##*/} not exported: $held"
+    point="$run/${workdir##*/}"
+    if [[ -n "${HELD[$point]:-}" ]]; then
+      echo "$point not exported: ${HELD[$point]}"
       continue
     fi
     python -m jdc_jax.zoo.build --checkpoint "$workdir" --name "${run//_/-}" \

@@ -6,9 +6,10 @@ side, from one .jdc file of a shipped JICD model.
         [--image kodim23.png]
 
 The image is a 256x256 crop of a Kodak image (the test set, never used in training) with AWGN of
-sigma 25 from the evaluation's per-file seed (the noise `jdc_jax.evaluate` gives that file). The titles give each product's bits per pixel
-(the denoised product: the file cut after its base chunk; the noisy reconstruction: the whole
-file) and its PSNR against the clean crop (denoised) or the noisy input (reconstruction).
+sigma 25 from the evaluation's per-file seed (the noise `jdc_jax.evaluate` gives that file). The
+titles give each product's bits per pixel (the denoised product: the file cut after its base
+chunk; the noisy reconstruction: the whole file) and its PSNR against the clean crop (denoised)
+or the noisy input (reconstruction).
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from jdc_jax import images, metrics, noise, zoo
-from jdc_jax.codec import file_format
 from jdc_jax.atomic_write import write_bytes_atomic
+from jdc_jax.codec import file_format
 
 CROP = 256
 
