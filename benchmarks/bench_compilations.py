@@ -87,26 +87,36 @@ def report_line(label: str, figures: dict, note: str = "") -> None:
     print(f"{label + ':':34s} {counts}" + (f"  {note}" if note else ""), flush=True)
 
 
-def random_batch(rng: np.random.Generator, shape: tuple, with_teacher: bool) -> dict:
+def random_batch(rng: np.random.Generator, shape: tuple, with_teacher: bool,
+                 with_noise_level: bool = False) -> dict:
+    """Random uint8 {"noisy", "clean"}, plus a float32 "teacher" image in [0, 1] and, for
+    denoisers told the noise level (FFDNet), each image's "noise_level" in 8-bit units."""
     batch = {name: rng.integers(0, 256, shape, dtype=np.uint8) for name in ("noisy", "clean")}
     if with_teacher:
         batch["teacher"] = rng.uniform(0.0, 1.0, shape).astype(np.float32)
+    if with_noise_level:
+        batch["noise_level"] = rng.uniform(0.0, 75.0, shape[:1]).astype(np.float32)
     return batch
 
 
-def run_training(config, steps: int, seed: int) -> tuple[dict, object, object]:
-    """Compilations of setup, step 1 and steps 2..N; returns (figures, model, state)."""
+def build_training(config):
+    """(mesh, model, replicated state, step key, compiled step) as the training loop builds them."""
     mesh = sharding.make_mesh()
     if config.batch_size % mesh.devices.size:
         raise ValueError(f"batch {config.batch_size} is not divisible by the "
                          f"{mesh.devices.size} devices")
+    model = registry.model_from_config(config)
+    tx = train.make_optimizer(config)
+    init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
+    state = sharding.replicate(train.create_train_state(config, model, tx, init_rng), mesh)
+    step_rng = sharding.replicate(step_rng, mesh)
+    return mesh, model, state, step_rng, train.compile_train_step(model, tx, config, mesh, state)
+
+
+def run_training(config, steps: int, seed: int) -> tuple[dict, object, object]:
+    """Compilations of setup, step 1 and steps 2..N; returns (figures, model, state)."""
     with count_compilations() as setup:
-        model = registry.model_from_config(config)
-        tx = train.make_optimizer(config)
-        init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
-        state = sharding.replicate(train.create_train_state(config, model, tx, init_rng), mesh)
-        step_rng = sharding.replicate(step_rng, mesh)
-        compiled_step = train.compile_train_step(model, tx, config, mesh, state)
+        mesh, model, state, step_rng, compiled_step = build_training(config)
     shape = (config.batch_size, config.crop_size, config.crop_size, 3)
     rng = np.random.default_rng(seed)
     with_teacher = config.target == "teacher"
@@ -114,7 +124,7 @@ def run_training(config, steps: int, seed: int) -> tuple[dict, object, object]:
     seconds = []
     metric_sums = add_metrics = None
     for step in range(1, steps + 1):
-        local_batch = random_batch(rng, shape, with_teacher)
+        local_batch = random_batch(rng, shape, with_teacher, registry.takes_noise_level(model))
         start = time.perf_counter()
         with count_compilations() as compiled:
             # The loop body of train.train_and_evaluate, without tf.data and summaries.

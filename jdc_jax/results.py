@@ -34,6 +34,8 @@ Keys written by our evaluation (others are allowed). Images are compared in [0, 
 ``psnr_noisy_reconstruction``,      full (noisy) reconstruction vs noisy input
 ``ssim_noisy_reconstruction``,
 ``ms-ssim_noisy_reconstruction``
+``psnr_base_vs_noisy``              denoised output (base layer alone) vs noisy input, for
+                                    scalable codecs: what the full reconstruction improves on
 ``psnr_noisy_input``                noisy input vs clean image (how hard the noise is)
 ``encoding_time``,                  seconds per image, mean over the data set
 ``decoding_time``

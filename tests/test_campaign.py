@@ -4,11 +4,13 @@ another scale."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from conftest import REPO, load_config, write_images
@@ -18,8 +20,79 @@ CAMPAIGN = REPO / "results" / "campaign" / "campaign.sh"
 
 
 def queued_configs():
-    return re.findall(r"^(?:ladder|train_run) (configs/\w+\.py:\w+)", CAMPAIGN.read_text(),
-                      flags=re.MULTILINE)
+    return re.findall(r'^ +"[12] (?:ladder|train_run) (configs/\w+\.py:\w+)',
+                      CAMPAIGN.read_text(), flags=re.MULTILINE)
+
+
+# A stand-in for the campaign's python: `python -c` (the zoo look-up) says the run has no
+# committed steps; anything else prints the cores it may use and its arguments.
+FAKE_PYTHON = """#!/usr/bin/env bash
+if [[ "$1" == -c ]]; then echo 0; exit 0; fi
+echo "cores=$(taskset -pc $$ | sed 's/.*: //') $*"
+"""
+
+
+def run_campaign(tmp_path, lanes: str):
+    """campaign.sh with the fake python in tmp_path/.venv/bin: (status, stdout, stderr)."""
+    fake = tmp_path / ".venv" / "bin" / "python"
+    fake.parent.mkdir(parents=True, exist_ok=True)
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    result = subprocess.run(["bash", str(CAMPAIGN), "runs"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "LANES": lanes})
+    return result.returncode, result.stdout, result.stderr
+
+
+def trained(log: str) -> list[tuple[str, str, str]]:
+    """(cores, config, work directory) of every training run a campaign log shows."""
+    return re.findall(r"^cores=(\S+) -m jdc_jax.main --config=(\S+) --workdir=runs/(\S+) ",
+                      log, flags=re.MULTILINE)
+
+
+LANE_1 = [("configs/jicd.py:campaign_sigma25", "jicd_sigma25"),
+          ("configs/codec.py:campaign_clean", "codec_clean"),
+          ("configs/jicd.py:campaign_sigma50", "jicd_sigma50"),
+          ("configs/testolina.py:campaign_sigma25", "testolina_sigma25")]
+LANE_2 = [("configs/jicd.py:campaign_variable", "jicd_variable"),
+          ("configs/jdc.py:campaign_sigma25", "jdc_sigma25")]
+FFDNET = ("configs/denoiser.py:campaign_ffdnet", "ffdnet_clip")
+
+
+def ladder_runs(ladders) -> list[tuple[str, str]]:
+    return [(config, f"{name}/rate_point_{point}") for config, name in ladders
+            for point in (1, 2, 3, 4)]
+
+
+def test_two_lanes_train_their_runs_in_order_each_pinned_to_its_half_of_the_cores(tmp_path):
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        pytest.skip("two lanes need two cores")
+    status, out, err = run_campaign(tmp_path, "2")
+    assert status == 0, err
+    half = len(cores) // 2
+    for lane, expected, lane_cores in (
+            (1, ladder_runs(LANE_1), cores[:half]),
+            (2, [FFDNET] + ladder_runs(LANE_2), cores[half:])):
+        runs = trained((tmp_path / "runs" / f"lane_{lane}.log").read_text())
+        assert [(config, workdir) for _, config, workdir in runs] == expected, lane
+        pinned = {c for c in runs[0][0].split(",")}
+        assert pinned == {f"{lane_cores[0]}-{lane_cores[-1]}"} or pinned == {
+            str(c) for c in lane_cores}, (lane, runs[0][0])
+    assert out.splitlines()[-1].endswith("campaign ended")
+
+
+def test_one_lane_trains_the_whole_queue_in_its_order_on_every_core(tmp_path):
+    status, out, err = run_campaign(tmp_path, "1")
+    assert status == 0, err
+    ladders = ladder_runs(LANE_1[:2]) + [FFDNET] + ladder_runs(
+        [LANE_1[2], LANE_2[0], LANE_1[3], LANE_2[1]])
+    assert [(config, workdir) for _, config, workdir in trained(out)] == ladders
+
+
+def test_the_campaign_refuses_an_unknown_number_of_lanes(tmp_path):
+    status, _, err = run_campaign(tmp_path, "3")
+    assert status == 2
+    assert err.strip() == "LANES must be 1 or 2, got 3"
 
 
 def test_the_campaign_queue_is_the_planned_order_of_runs():

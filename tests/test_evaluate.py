@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jdc_jax import evaluate, noise, results
+from jdc_jax import evaluate, metrics, noise, results
 from jdc_jax.codec import Codec, file_format
 from jdc_jax.models import build_model, init_params
 from conftest import generated_image, perturbed, save_checkpoint, tiny_model
@@ -65,7 +65,7 @@ def test_jicd_evaluation_writes_real_file_rates_and_both_tasks(tmp_path, dataset
     values = document["results"]
     for key in ("bpp", "bpp_full", "psnr", "ssim", "ms-ssim", "psnr_noisy_reconstruction",
                 "ssim_noisy_reconstruction", "ms-ssim_noisy_reconstruction",
-                "psnr_noisy_input", "encoding_time", "decoding_time"):
+                "psnr_base_vs_noisy", "psnr_noisy_input", "encoding_time", "decoding_time"):
         assert len(values[key]) == 2 and all(np.isfinite(values[key])), key
     assert all(b < f for b, f in zip(values["bpp"], values["bpp_full"]))
     # The rate is the size of the real base-only file: recompute it for one image.
@@ -76,8 +76,10 @@ def test_jicd_evaluation_writes_real_file_rates_and_both_tasks(tmp_path, dataset
     data = codec.compress(noisy)
     pixels = clean.shape[0] * clean.shape[1]
     assert first["bpp_full"] == pytest.approx(8 * len(data) / pixels, abs=1e-12)
-    assert first["bpp"] == pytest.approx(8 * len(file_format.truncate_to_base(data)) / pixels,
-                                         abs=1e-12)
+    base_only = file_format.truncate_to_base(data)
+    assert first["bpp"] == pytest.approx(8 * len(base_only) / pixels, abs=1e-12)
+    assert first["psnr_base_vs_noisy"] == pytest.approx(
+        metrics.psnr(codec.decompress(base_only, output="denoised"), noisy), abs=1e-9)
     assert document["meta"]["noise"] == "awgn:25" and document["meta"]["images"] == 2
 
 

@@ -30,11 +30,11 @@ for run in "${!DENOISERS[@]}"; do
   python -m jdc_jax.zoo.build --checkpoint "$root/$run" --name "${run//_/-}" \
     --description "${DENOISERS[$run]}" --overwrite
 done
-# Rate points whose committed entry stays as it is while their run goes on (README "Rate point 1
-# continued"): exported by hand once the run has ended and its real files beat the entry.
-declare -A HELD=(
-  [jicd_sigma25/rate_point_1]="the 10,000-step entry stays until the continuation to 14,000 steps ends and beats it"
-)
+# Rate points whose committed entry stays as it is while their run goes on ("RUN/rate_point_K"
+# -> why), as jicd_sigma25/rate_point_1 did while it was continued from 10,000 to 14,000 steps
+# (README "Rate point 1 continued"): exported by hand once the run has ended and its real files
+# beat the entry. None now.
+declare -A HELD=()
 for run in "${!DESCRIPTIONS[@]}"; do
   for workdir in "$root/$run"/rate_point_*; do
     compgen -G "$workdir/checkpoints/[0-9]*" > /dev/null || continue
