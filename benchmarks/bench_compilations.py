@@ -12,7 +12,8 @@ event; executables loaded from a persistent cache are not counted).
    devices with `sharding.global_batch` under a "disallow" transfer guard, the compiled step, the
    loop's running sum of the metrics, and every `log_every_steps` steps the sum read back. A
    config whose target is "teacher" gets a random float32 teacher image in [0, 1] of the same
-   shape: the teacher network (a separate program, compiled once) is not run.
+   shape: the teacher network (a separate program, compiled once) is not run. A denoiser told
+   the noise level (FFDNet) gets a random "noise_level" per image (8-bit units, 0-75).
 3. Codec: `Codec(model, trained params)` compresses (all layers) and decompresses (the denoised
    output) an image of the first `--image-sizes` size, another image of that size, and an image
    of the second size. Denoiser configs have no codec; this part is then reported as skipped.

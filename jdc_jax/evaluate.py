@@ -167,8 +167,8 @@ def evaluate_codec(checkpoint: str, dataset, spec, spec_text: str, seed: int, de
             row["decoding_time"] = time.perf_counter() - t0
             row.update(quality(codec.decompress(data, output="noisy"), noisy,
                                "_noisy_reconstruction"))
-            # The noisy reconstruction the base layer alone gives: what the enhancement chunk
-            # has to improve on.
+            # The denoised output (base layer alone) against the noisy input: what the full
+            # file's noisy reconstruction, with the enhancement chunk, has to improve on.
             row["psnr_base_vs_noisy"] = metrics.psnr(denoised, noisy)
         else:
             row["bpp"] = row["bpp_full"]

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -25,28 +26,54 @@ def queued_configs():
 
 
 # A stand-in for the campaign's python: `python -c` (the zoo look-up) says the run has no
-# committed steps; anything else prints the cores it may use and its arguments.
+# committed steps; a run whose arguments contain $FAIL fails; anything else prints the cores it
+# may use and its arguments (then, for a training run, sleeps $SLEEP seconds when given).
 FAKE_PYTHON = """#!/usr/bin/env bash
 if [[ "$1" == -c ]]; then echo 0; exit 0; fi
+if [[ -n "${FAIL:-}" && "$*" == *"$FAIL"* ]]; then exit 1; fi
 echo "cores=$(taskset -pc $$ | sed 's/.*: //') $*"
+if [[ -n "${SLEEP:-}" && "$2" == jdc_jax.main ]]; then exec sleep "$SLEEP"; fi
 """
 
 
-def run_campaign(tmp_path, lanes: str):
-    """campaign.sh with the fake python in tmp_path/.venv/bin: (status, stdout, stderr)."""
+def campaign_command(tmp_path, lanes: str | None, pin: list[int] | None = None, **env):
+    """(command, environment) of campaign.sh (pinned to `pin` when given), run in tmp_path with
+    the fake python in tmp_path/.venv/bin; `env`: FAIL, SLEEP."""
     fake = tmp_path / ".venv" / "bin" / "python"
     fake.parent.mkdir(parents=True, exist_ok=True)
     fake.write_text(FAKE_PYTHON)
     fake.chmod(0o755)
-    result = subprocess.run(["bash", str(CAMPAIGN), "runs"], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "LANES": lanes})
+    env = {"PATH": os.environ["PATH"], **env}
+    if lanes is not None:
+        env["LANES"] = lanes
+    command = ["bash", str(CAMPAIGN), "runs"]
+    if pin is not None:
+        command = ["taskset", "-c", ",".join(map(str, pin))] + command
+    return command, env
+
+
+def run_campaign(tmp_path, lanes: str | None, pin: list[int] | None = None, **env):
+    """campaign.sh with the fake python: (status, stdout, stderr)."""
+    command, env = campaign_command(tmp_path, lanes, pin, **env)
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                            env=env)
     return result.returncode, result.stdout, result.stderr
 
 
-def trained(log: str) -> list[tuple[str, str, str]]:
+def core_set(text: str) -> set[int]:
+    """"0-2,5" -> {0, 1, 2, 5}."""
+    cores = set()
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        cores.update(range(int(first), int(last or first) + 1))
+    return cores
+
+
+def trained(log: str) -> list[tuple[frozenset, str, str]]:
     """(cores, config, work directory) of every training run a campaign log shows."""
-    return re.findall(r"^cores=(\S+) -m jdc_jax.main --config=(\S+) --workdir=runs/(\S+) ",
-                      log, flags=re.MULTILINE)
+    return [(frozenset(core_set(cores)), config, workdir) for cores, config, workdir in
+            re.findall(r"^cores=(\S+) -m jdc_jax.main --config=(\S+) --workdir=runs/(\S+) ",
+                       log, flags=re.MULTILINE)]
 
 
 LANE_1 = [("configs/jicd.py:campaign_sigma25", "jicd_sigma25"),
@@ -56,43 +83,109 @@ LANE_1 = [("configs/jicd.py:campaign_sigma25", "jicd_sigma25"),
 LANE_2 = [("configs/jicd.py:campaign_variable", "jicd_variable"),
           ("configs/jdc.py:campaign_sigma25", "jdc_sigma25")]
 FFDNET = ("configs/denoiser.py:campaign_ffdnet", "ffdnet_clip")
+ONE_LANE = [LANE_1[0], LANE_1[1], FFDNET, LANE_1[2], LANE_2[0], LANE_1[3], LANE_2[1]]
 
 
-def ladder_runs(ladders) -> list[tuple[str, str]]:
-    return [(config, f"{name}/rate_point_{point}") for config, name in ladders
-            for point in (1, 2, 3, 4)]
+def queue_runs(queue) -> list[tuple[str, str]]:
+    """(config, work directory) of each run of a queue of ladders (and FFDNet)."""
+    return [FFDNET if (config, name) == FFDNET else (config, f"{name}/rate_point_{point}")
+            for config, name in queue for point in ((1,) if (config, name) == FFDNET
+                                                    else (1, 2, 3, 4))]
 
 
-def test_two_lanes_train_their_runs_in_order_each_pinned_to_its_half_of_the_cores(tmp_path):
+def needs_two_cores():
     cores = sorted(os.sched_getaffinity(0))
     if len(cores) < 2:
         pytest.skip("two lanes need two cores")
-    status, out, err = run_campaign(tmp_path, "2")
+    return cores
+
+
+def test_two_lanes_train_their_runs_in_order_each_pinned_to_its_half_of_the_cores(tmp_path):
+    cores = needs_two_cores()
+    status, out, err = run_campaign(tmp_path, None)  # two lanes: the default with 2+ cores
     assert status == 0, err
     half = len(cores) // 2
-    for lane, expected, lane_cores in (
-            (1, ladder_runs(LANE_1), cores[:half]),
-            (2, [FFDNET] + ladder_runs(LANE_2), cores[half:])):
+    for lane, queue, lane_cores in ((1, LANE_1, cores[:half]),
+                                    (2, [FFDNET] + LANE_2, cores[half:])):
         runs = trained((tmp_path / "runs" / f"lane_{lane}.log").read_text())
-        assert [(config, workdir) for _, config, workdir in runs] == expected, lane
-        pinned = {c for c in runs[0][0].split(",")}
-        assert pinned == {f"{lane_cores[0]}-{lane_cores[-1]}"} or pinned == {
-            str(c) for c in lane_cores}, (lane, runs[0][0])
+        assert [(config, workdir) for _, config, workdir in runs] == queue_runs(queue), lane
+        assert {pinned for pinned, _, _ in runs} == {frozenset(lane_cores)}, lane
     assert out.splitlines()[-1].endswith("campaign ended")
+
+
+def test_a_failed_lane_stops_but_the_other_goes_on_and_the_campaign_says_so(tmp_path):
+    needs_two_cores()
+    status, out, _ = run_campaign(tmp_path, "2", FAIL="configs/codec.py:campaign_clean")
+    assert status == 1
+    lane_1 = trained((tmp_path / "runs" / "lane_1.log").read_text())
+    lane_2 = trained((tmp_path / "runs" / "lane_2.log").read_text())
+    assert [(config, workdir) for _, config, workdir in lane_1] == queue_runs(LANE_1[:1])
+    assert [(config, workdir) for _, config, workdir in lane_2] == queue_runs([FFDNET] + LANE_2)
+    assert out.splitlines()[-2].endswith("lane 1 failed: see runs/lane_1.log")
+
+
+def sleeping_fakes(seconds: str) -> list[int]:
+    """Processes running `sleep SECONDS` (the fake python's runs)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as file:
+                if file.read().split(b"\0")[:2] == [b"sleep", seconds.encode()]:
+                    found.append(int(entry))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def test_stopping_the_campaign_stops_both_lanes_and_their_runs(tmp_path):
+    needs_two_cores()
+    seconds = "97.25"  # a duration no other process sleeps
+    command, env = campaign_command(tmp_path, "2", SLEEP=seconds)
+    campaign = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while len(sleeping_fakes(seconds)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(sleeping_fakes(seconds)) == 2  # one run in each lane
+        campaign.terminate()
+        assert campaign.wait(timeout=10) == 143
+        deadline = time.monotonic() + 5
+        while sleeping_fakes(seconds) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sleeping_fakes(seconds) == []
+    finally:
+        campaign.kill()
+        for pid in sleeping_fakes(seconds):
+            os.kill(pid, 9)
 
 
 def test_one_lane_trains_the_whole_queue_in_its_order_on_every_core(tmp_path):
     status, out, err = run_campaign(tmp_path, "1")
     assert status == 0, err
-    ladders = ladder_runs(LANE_1[:2]) + [FFDNET] + ladder_runs(
-        [LANE_1[2], LANE_2[0], LANE_1[3], LANE_2[1]])
-    assert [(config, workdir) for _, config, workdir in trained(out)] == ladders
+    runs = trained(out)
+    assert [(config, workdir) for _, config, workdir in runs] == queue_runs(ONE_LANE)
+    assert {pinned for pinned, _, _ in runs} == {frozenset(os.sched_getaffinity(0))}
+
+
+def test_a_single_core_runs_one_lane_and_refuses_two(tmp_path):
+    core = min(os.sched_getaffinity(0))
+    status, out, err = run_campaign(tmp_path, None, pin=[core])
+    assert status == 0, err
+    runs = trained(out)
+    assert [(config, workdir) for _, config, workdir in runs] == queue_runs(ONE_LANE)
+    assert {pinned for pinned, _, _ in runs} == {frozenset({core})}
+    status, _, err = run_campaign(tmp_path, "2", pin=[core])
+    assert status == 2
+    assert err.strip() == ("LANES=2 needs at least 2 cores; this process may use 1 "
+                           "(LANES=1: one lane)")
 
 
 def test_the_campaign_refuses_an_unknown_number_of_lanes(tmp_path):
     status, _, err = run_campaign(tmp_path, "3")
     assert status == 2
     assert err.strip() == "LANES must be 1 or 2, got 3"
+    assert not (tmp_path / "runs").exists()  # refused before anything was written
 
 
 def test_the_campaign_queue_is_the_planned_order_of_runs():

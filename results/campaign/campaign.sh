@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The CPU training campaign (results/campaign/README.md): every run, in order of importance, in
-# two lanes that train side by side, each pinned to its half of the cores (`taskset`). On this
-# 2-core machine one run keeps the cores only about 80 % busy; two runs pinned to one core each
-# train 1.27x as many steps per second in all (`benchmarks/bench_lanes.py`), each run 1.6x
-# slower. Run from the repository root:
+# two lanes that train side by side, each pinned (`taskset`) to its half of the cores this script
+# may use: two pinned runs train more steps per second in all than one run on every core
+# (README "Two lanes", `benchmarks/bench_lanes.py`). Run from the repository root:
 #
 #   nohup nice -n 10 bash results/campaign/campaign.sh runs/campaign >> runs/campaign.log 2>&1 &
 #
 # Lane K's training output goes to RUNS_ROOT/lane_K.log. LANES=1 runs the whole queue in one
-# process on every core, in the same order (the default on a 1-core machine).
+# unpinned lane, in the same order: the default with a single core, and the choice on a machine
+# with an accelerator (two runs would share it, each reserving most of its memory). Stopping the
+# script (SIGTERM or SIGINT) stops both lanes and their runs.
 #
 # Each run trains in RUNS_ROOT/<name>/rate_point_<k> and resumes from its own checkpoints, so the
 # same command continues a stopped campaign. On a machine without those checkpoints (a fresh
@@ -21,6 +22,23 @@ set -euo pipefail
 
 if [[ $# -ne 1 ]]; then
   echo "usage: $0 RUNS_ROOT" >&2
+  exit 2
+fi
+
+# allowed_cores: the cores this process may use (its affinity, e.g. "0-3,6"), one per line.
+allowed_cores() {
+  local part
+  for part in $(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status | tr , ' '); do
+    if [[ "$part" == *-* ]]; then seq "${part%-*}" "${part#*-}"; else echo "$part"; fi
+  done
+}
+mapfile -t cores < <(allowed_cores)
+LANES="${LANES:-$(( ${#cores[@]} >= 2 ? 2 : 1 ))}"
+if [[ "$LANES" != 1 && "$LANES" != 2 ]]; then
+  echo "LANES must be 1 or 2, got $LANES" >&2
+  exit 2
+elif [[ "$LANES" == 2 ]] && (( ${#cores[@]} < 2 )); then
+  echo "LANES=2 needs at least 2 cores; this process may use ${#cores[@]} (LANES=1: one lane)" >&2
   exit 2
 fi
 root="${1%/}"
@@ -125,28 +143,25 @@ run_lane() {
   done
 }
 
-cores=$(nproc)
-LANES="${LANES:-$(( cores >= 2 ? 2 : 1 ))}"
 if [[ "$LANES" == 1 ]]; then
   run_lane 0
+  echo "$(date -u '+%F %T') campaign ended"
   exit
-elif [[ "$LANES" != 2 ]]; then
-  echo "LANES must be 1 or 2, got $LANES" >&2
-  exit 2
-elif (( cores < 2 )); then
-  echo "LANES=2 needs at least 2 cores; this process may use $cores (LANES=1 runs one lane)" >&2
-  exit 2
 fi
-# Lane 1 gets cores 0 .. cores/2 - 1, lane 2 the rest (the subshell pins itself, and its runs
-# inherit the pinning); each lane logs to its own file.
-half=$(( cores / 2 ))
+# Lane 1 gets the first half of the allowed cores, lane 2 the rest (the subshell pins itself, and
+# its runs inherit the pinning); each lane logs to its own file.
+half=$(( ${#cores[@]} / 2 ))
+lane_cores=("$(IFS=,; echo "${cores[*]:0:half}")" "$(IFS=,; echo "${cores[*]:half}")")
 pids=()
+# Stopping the script stops the lanes' runs (each resumes from its latest checkpoint) and lanes.
+# (errexit off: a lane that has already ended must not turn the exit status into kill's.)
+trap 'set +e
+      for pid in "${pids[@]}"; do pkill -TERM -P "$pid"; kill -TERM "$pid"; done 2> /dev/null
+      exit 143' TERM INT
 for lane in 1 2; do
-  first=$(( lane == 1 ? 0 : half ))
-  last=$(( lane == 1 ? half - 1 : cores - 1 ))
-  echo "$(date -u '+%F %T') lane $lane on cores $first-$last: log $root/lane_$lane.log"
+  echo "$(date -u '+%F %T') lane $lane on cores ${lane_cores[lane - 1]}: log $root/lane_$lane.log"
   (
-    taskset -pc "$first-$last" "$BASHPID" > /dev/null
+    taskset -pc "${lane_cores[lane - 1]}" "$BASHPID" > /dev/null
     run_lane "$lane"
   ) >> "$root/lane_$lane.log" 2>&1 &
   pids+=($!)
