@@ -192,16 +192,19 @@ def _models(args) -> None:
     shipped, denoisers = zoo.available(), zoo.denoisers()
     if not shipped and not denoisers:
         print("no models are shipped in this installation")
+    def trained_on(noise: str) -> str:
+        return "trained without noise" if noise == "none" else f"trained on {noise} noise"
+
     for name, points in shipped.items():
         for rate_point in points:
             card = zoo.card(name, rate_point)
             print(f"{name} --rate-point {rate_point}: {card['model']} "
                   f"({card['context_model']} context), lambda {card['lambda']}, "
-                  f"trained on {card['noise']} noise; {card['description']}")
+                  f"{trained_on(card['noise'])}; {card['description']}")
     for name in denoisers:
         card = zoo.denoiser_card(name)
-        print(f"{name} (denoiser, zoo:{name}): {card['model']}, trained on {card['noise']} "
-              f"noise; {card['description']}")
+        print(f"{name} (denoiser, zoo:{name}): {card['model']}, {trained_on(card['noise'])}; "
+              f"{card['description']}")
 
 
 def _progress(count: int, what: str):

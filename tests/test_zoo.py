@@ -247,6 +247,12 @@ def test_card_names_a_donor_of_another_run_by_its_work_directory(tmp_path):
     assert donor_record("", "tiny", config) is None
 
 
+def test_models_lists_the_shipped_clean_codec_as_trained_without_noise(capsys):
+    assert main(["models"]) == 0
+    assert ("codec-clean --rate-point 1: codec (serial context), lambda 0.0018, trained without "
+            "noise; Cheng2020-anchor codec") in capsys.readouterr().out
+
+
 def test_shipped_cards_name_their_donors_by_zoo_entry_not_by_path():
     shipped = zoo.available()
     donors = {point: zoo.card(SHIPPED_NAME, point)["init_from"]
