@@ -27,7 +27,9 @@ def _check_crop_fits(files: list[str], crop: int, what: str) -> None:
 
 
 def parse_module_lr_scales(spec: str) -> dict[str, float]:
-    """{top-level module: factor} from "g_s_full=0.1,h_s=0.5" ("" gives {})."""
+    """{top-level module: factor} from "g_s_full=0.1,h_s=0.5" ("" gives {}).
+
+    A factor of 0 freezes the module: its parameters stay bit-identical."""
     scales = {}
     for item in filter(None, (part.strip() for part in spec.split(","))):
         name, sep, value = item.partition("=")
@@ -35,8 +37,8 @@ def parse_module_lr_scales(spec: str) -> dict[str, float]:
             factor = float(value)
         except ValueError:
             factor = -1.0
-        if not sep or not name or not factor > 0:
-            raise ValueError(f"module_lr_scales: expected MODULE=FACTOR with FACTOR > 0, got "
+        if not sep or not name or not factor >= 0:
+            raise ValueError(f"module_lr_scales: expected MODULE=FACTOR with FACTOR >= 0, got "
                              f"{item!r}")
         scales[name] = factor
     return scales

@@ -46,7 +46,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.lr_schedule = "constant"       # constant | cosine (decay to final_lr_fraction at the end)
     config.warmup_steps = 0               # linear learning-rate warm-up from 0 over these steps
     config.final_lr_fraction = 0.01       # cosine: final learning rate / learning_rate
-    config.module_lr_scales = ""          # per-module update factors, e.g. "g_s_full=0.1"
+    config.module_lr_scales = ""          # per-module update factors, e.g. "g_s_full=0.1"; 0 freezes
     config.grad_clip_norm = 1.0           # global-norm gradient clipping
     config.skip_nonfinite_updates = False  # skip steps whose gradients are NaN/inf (optax)
     config.plateau_factor = 0.5           # learning-rate factor when the loss plateaus

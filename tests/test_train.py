@@ -356,6 +356,9 @@ def test_module_lr_scales_multiply_that_modules_updates_only():
     plain, scaled = first_update(""), first_update("g_s_full=0.1")
     np.testing.assert_allclose(scaled["g_s_full"]["w"], 0.1 * plain["g_s_full"]["w"], rtol=1e-6)
     np.testing.assert_array_equal(scaled["g_a"]["w"], plain["g_a"]["w"])
+    frozen = first_update("g_a=0")
+    np.testing.assert_array_equal(frozen["g_a"]["w"], np.zeros(3))
+    np.testing.assert_array_equal(frozen["g_s_full"]["w"], plain["g_s_full"]["w"])
     # The optimizer state is the same tree, so checkpoints restore whatever the factors.
     config.module_lr_scales = "g_s_full=0.1"
     with_scales = jax.tree_util.tree_structure(train.make_optimizer(config).init(params))
