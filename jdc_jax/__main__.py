@@ -192,18 +192,31 @@ def _models(args) -> None:
     shipped, denoisers = zoo.available(), zoo.denoisers()
     if not shipped and not denoisers:
         print("no models are shipped in this installation")
-    def trained_on(noise: str) -> str:
-        return "trained without noise" if noise == "none" else f"trained on {noise} noise"
+
+    def trained_on(card: dict) -> str:
+        """How the entry was trained: its noise and, where the card says, its steps (an entry
+        exported while its run goes on has fewer than the run plans) and the entry it was
+        fine-tuned from."""
+        noise = card["noise"]
+        text = "trained without noise" if noise == "none" else f"trained on {noise} noise"
+        steps = card.get("training_steps")
+        if steps is not None:
+            text += f" for {int(steps):,} steps"
+        donor = card.get("init_from")
+        if isinstance(donor, dict):
+            text += f" from {donor['name']}" + (
+                "" if donor.get("rate_point") is None else f" rate point {donor['rate_point']}")
+        return text
 
     for name, points in shipped.items():
         for rate_point in points:
             card = zoo.card(name, rate_point)
             print(f"{name} --rate-point {rate_point}: {card['model']} "
                   f"({card['context_model']} context), lambda {card['lambda']}, "
-                  f"{trained_on(card['noise'])}; {card['description']}")
+                  f"{trained_on(card)}; {card['description']}")
     for name in denoisers:
         card = zoo.denoiser_card(name)
-        print(f"{name} (denoiser, zoo:{name}): {card['model']}, {trained_on(card['noise'])}; "
+        print(f"{name} (denoiser, zoo:{name}): {card['model']}, {trained_on(card)}; "
               f"{card['description']}")
 
 

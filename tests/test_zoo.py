@@ -247,10 +247,18 @@ def test_card_names_a_donor_of_another_run_by_its_work_directory(tmp_path):
     assert donor_record("", "tiny", config) is None
 
 
-def test_models_lists_the_shipped_clean_codec_as_trained_without_noise(capsys):
+def test_models_lists_how_each_shipped_entry_was_trained(capsys):
     assert main(["models"]) == 0
-    assert ("codec-clean --rate-point 1: codec (serial context), lambda 0.0018, trained without "
-            "noise; Cheng2020-anchor codec") in capsys.readouterr().out
+    listing = capsys.readouterr().out
+    # An entry exported mid-run says how far its run had come (the card's steps, with commas).
+    steps = zoo.card("codec-clean", 1)["training_steps"]
+    assert steps >= 1000
+    assert (f"codec-clean --rate-point 1: codec (serial context), lambda 0.0018, trained without "
+            f"noise for {steps // 1000},{steps % 1000:03d} steps; Cheng2020-anchor codec"
+            ) in listing
+    # A fine-tuned rate point names the entry it started from.
+    assert ("jicd-sigma25 --rate-point 2: jicd (serial context), lambda 0.0035, trained on "
+            "awgn:25 noise for 3,000 steps from jicd-sigma25 rate point 1; JICD") in listing
 
 
 def test_shipped_cards_name_their_donors_by_zoo_entry_not_by_path():
@@ -348,8 +356,8 @@ def test_a_denoiser_entry_has_no_rate_point_and_is_read_where_a_checkpoint_would
                                                "tiny-ffdnet"):
         zoo.restore("zoo:nope")
     assert main(["models"]) == 0
-    assert ("tiny-ffdnet (denoiser, zoo:tiny-ffdnet): ffdnet, trained on awgn:0-75 noise; "
-            "a tiny denoiser") in capsys.readouterr().out
+    assert ("tiny-ffdnet (denoiser, zoo:tiny-ffdnet): ffdnet, trained on awgn:0-75 noise for 5 "
+            "steps; a tiny denoiser") in capsys.readouterr().out
 
     # A codec and a denoiser never share a name's directory; a name is one plain component.
     with pytest.raises(FileExistsError, match="tiny-ffdnet is a denoiser's entry, not a codec's"):
