@@ -203,7 +203,7 @@ def _models(args) -> None:
         if steps is not None:
             text += f" for {int(steps):,} steps"
         donor = card.get("init_from")
-        if isinstance(donor, dict):
+        if isinstance(donor, dict) and donor.get("name"):
             text += f" from {donor['name']}" + (
                 "" if donor.get("rate_point") is None else f" rate point {donor['rate_point']}")
         return text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 from jdc_jax import data_sources, images
@@ -37,9 +38,9 @@ def parse_module_lr_scales(spec: str) -> dict[str, float]:
             factor = float(value)
         except ValueError:
             factor = -1.0
-        if not sep or not name or not factor >= 0:
-            raise ValueError(f"module_lr_scales: expected MODULE=FACTOR with FACTOR >= 0, got "
-                             f"{item!r}")
+        if not sep or not name or not (math.isfinite(factor) and factor >= 0):
+            raise ValueError(f"module_lr_scales: expected MODULE=FACTOR with a finite FACTOR >= 0, "
+                             f"got {item!r}")
         scales[name] = factor
     return scales
 

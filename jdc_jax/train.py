@@ -93,20 +93,27 @@ def with_module_update_scales(inner: optax.GradientTransformationExtraArgs,
     Adam's step is invariant to the scale of a gradient, so a module whose loss term is weighted
     down (JICD's noisy-reconstruction synthesis, weight w = 0.05) still moves by about the
     learning rate per step, on a gradient signal 1/w times weaker. Scaling its updates restores
-    the proportion the loss weights intend. A factor of 0 freezes the module (its update is
-    exactly zero, even where the gradient is not finite). The state is `inner`'s own, so
-    checkpoints restore whatever the factors."""
+    the proportion the loss weights intend. A factor of 0 freezes the module: its gradient is
+    zeroed before `inner` sees it (so it takes no part in the global-norm clipping, and a
+    non-finite gradient there cannot reach the other modules' updates), and its update is
+    exactly zero (also when restored optimizer moments would move it). The state is `inner`'s
+    own, so checkpoints restore whatever the factors."""
     if not scales:
         return inner
+    frozen = {name for name, factor in scales.items() if factor == 0}
+
+    def zero(tree):
+        return jax.tree_util.tree_map(jnp.zeros_like, tree)
 
     def update(updates, state, params=None, **extra_args):
-        updates, state = inner.update(updates, state, params, **extra_args)
         unknown = sorted(set(scales) - set(updates))
         if unknown:
             raise ValueError(f"module_lr_scales names {', '.join(unknown)}, not modules of this "
                              f"model ({', '.join(sorted(updates))})")
-        return {name: jax.tree_util.tree_map(
-                    lambda u, f=scales.get(name, 1.0): jnp.zeros_like(u) if f == 0 else u * f, tree)
+        updates = {name: zero(tree) if name in frozen else tree for name, tree in updates.items()}
+        updates, state = inner.update(updates, state, params, **extra_args)
+        return {name: zero(tree) if name in frozen else jax.tree_util.tree_map(
+                    lambda u, f=scales.get(name, 1.0): u * f, tree)
                 for name, tree in updates.items()}, state
     return optax.GradientTransformationExtraArgs(inner.init, update)
 

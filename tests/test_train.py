@@ -356,9 +356,23 @@ def test_module_lr_scales_multiply_that_modules_updates_only():
     plain, scaled = first_update(""), first_update("g_s_full=0.1")
     np.testing.assert_allclose(scaled["g_s_full"]["w"], 0.1 * plain["g_s_full"]["w"], rtol=1e-6)
     np.testing.assert_array_equal(scaled["g_a"]["w"], plain["g_a"]["w"])
-    frozen = first_update("g_a=0")
-    np.testing.assert_array_equal(frozen["g_a"]["w"], np.zeros(3))
-    np.testing.assert_array_equal(frozen["g_s_full"]["w"], plain["g_s_full"]["w"])
+    # A frozen module's update is zero, and its gradient takes no part in the clipping: with a
+    # large or a non-finite gradient there, the other modules' updates are those of a model
+    # without it.
+    config.module_lr_scales = ""
+    tx = train.make_optimizer(config)
+    only = {"g_s_full": params["g_s_full"]}
+    alone, _ = tx.update({"g_s_full": grads["g_s_full"]}, tx.init(only), only,
+                         value=jnp.float32(1.0))
+    config.module_lr_scales = "g_a=0"
+    tx = train.make_optimizer(config)
+    # (Counted in the clipping, the 1e6 gradient would shrink g_s_full's by 1e-6, and Adam's
+    # epsilon would then change its update by about 1 %.)
+    for g_a in (jnp.array([1e6, 1e6, 1e6]), jnp.array([jnp.nan, jnp.inf, 1.0])):
+        updates, _ = tx.update({"g_s_full": grads["g_s_full"], "g_a": {"w": g_a}},
+                               tx.init(params), params, value=jnp.float32(1.0))
+        np.testing.assert_array_equal(updates["g_a"]["w"], np.zeros(3))
+        np.testing.assert_allclose(updates["g_s_full"]["w"], alone["g_s_full"]["w"], rtol=1e-6)
     # The optimizer state is the same tree, so checkpoints restore whatever the factors.
     config.module_lr_scales = "g_s_full=0.1"
     with_scales = jax.tree_util.tree_structure(train.make_optimizer(config).init(params))
@@ -368,7 +382,9 @@ def test_module_lr_scales_multiply_that_modules_updates_only():
 
 @pytest.mark.parametrize("spec, message", [("g_s_full", "expected MODULE=FACTOR"),
                                            ("g_s_full=-1", "expected MODULE=FACTOR"),
-                                           ("g_s_full=fast", "expected MODULE=FACTOR")])
+                                           ("g_s_full=fast", "expected MODULE=FACTOR"),
+                                           ("g_s_full=inf", "expected MODULE=FACTOR"),
+                                           ("g_s_full=nan", "expected MODULE=FACTOR")])
 def test_module_lr_scales_refuse_malformed_specs(spec, message):
     with pytest.raises(ValueError, match=message):
         config_validation.parse_module_lr_scales(spec)

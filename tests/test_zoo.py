@@ -254,7 +254,7 @@ def test_models_lists_how_each_shipped_entry_was_trained(capsys):
     steps = zoo.card("codec-clean", 1)["training_steps"]
     assert steps >= 1000
     assert (f"codec-clean --rate-point 1: codec (serial context), lambda 0.0018, trained without "
-            f"noise for {steps // 1000},{steps % 1000:03d} steps; Cheng2020-anchor codec"
+            f"noise for {steps:,} steps; Cheng2020-anchor codec"
             ) in listing
     # A fine-tuned rate point names the entry it started from.
     assert ("jicd-sigma25 --rate-point 2: jicd (serial context), lambda 0.0035, trained on "
