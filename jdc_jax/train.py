@@ -200,13 +200,32 @@ def loss_fn(params, model, batch, rng, *, lmbda: float, noisy_weight: float, tar
                                 noisy_weight=noisy_weight)
 
 
+def frozen_modules(config) -> frozenset[str]:
+    """The top-level modules that `module_lr_scales` freezes (factor 0)."""
+    scales = parse_module_lr_scales(config.get("module_lr_scales", ""))
+    return frozenset(name for name, factor in scales.items() if factor == 0)
+
+
 def train_step(state: TrainState, batch, rng, *, model, tx, lmbda: float, noisy_weight: float,
-               target: str, schedule=None):
-    """One optimizer step. Pure: the step's randomness is fold_in(rng, state.step)."""
+               target: str, schedule=None, frozen: frozenset[str] = frozenset()):
+    """One optimizer step. Pure: the step's randomness is fold_in(rng, state.step).
+
+    The gradient is taken only with respect to the modules not `frozen`: the frozen modules
+    (factor 0 in `module_lr_scales`) enter the loss as constants, so the step computes no
+    gradient for them and backpropagates only as far as the trained modules need (fine-tuning
+    JICD's noisy-reconstruction synthesis alone skips the backward pass of the analysis, the
+    hyperprior and the base synthesis). Their gradient is exactly zero, in the updates and in
+    `grad_norm`. `schedule` gives the learning rate at a global step, for the metric."""
     step_rng = jax.random.fold_in(rng, state.step)
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    (loss, metrics), grads = grad_fn(state.params, model, batch, step_rng, lmbda=lmbda,
-                                     noisy_weight=noisy_weight, target=target)
+    fixed = {name: tree for name, tree in state.params.items() if name in frozen}
+
+    def loss_of_trained(trained):
+        return loss_fn({**fixed, **trained}, model, batch, step_rng, lmbda=lmbda,
+                       noisy_weight=noisy_weight, target=target)
+
+    trained = {name: tree for name, tree in state.params.items() if name not in frozen}
+    (loss, metrics), grads = jax.value_and_grad(loss_of_trained, has_aux=True)(trained)
+    grads = dict(grads, **jax.tree_util.tree_map(jnp.zeros_like, fixed))
     updates, opt_state = tx.update(grads, state.opt_state, state.params, value=loss)
     params = optax.apply_updates(state.params, updates)
     metrics = dict(metrics, grad_norm=optax.tree.norm(grads))
@@ -222,9 +241,12 @@ def compile_train_step(model, tx, config, mesh: Mesh, state: TrainState):
     replicated = NamedSharding(mesh, P())
     data = NamedSharding(mesh, P("data"))
     state_sharding = jax.tree_util.tree_map(lambda _: replicated, state)
+    schedule, init_step = learning_rate_schedule(config), config.get("init_step", 0)
     step = functools.partial(train_step, model=model, tx=tx, lmbda=rate_lambda(config),
                              noisy_weight=config.noisy_weight, target=config.target,
-                             schedule=learning_rate_schedule(config))
+                             # The schedule counts the optimizer's steps (global - init_step).
+                             schedule=lambda global_step: schedule(global_step - init_step),
+                             frozen=frozen_modules(config))
     return jax.jit(step, in_shardings=(state_sharding, data, replicated),
                    out_shardings=(state_sharding, replicated), donate_argnums=(0,))
 

@@ -380,6 +380,50 @@ def test_module_lr_scales_multiply_that_modules_updates_only():
     assert with_scales == jax.tree_util.tree_structure(train.make_optimizer(config).init(params))
 
 
+def test_frozen_modules_get_no_gradient_and_no_backward_pass():
+    """Freezing every module but g_s_full gives the step that zeroes their gradients afterwards,
+    exactly, and the compiled step holds only g_s_full's backward convolutions."""
+    config = load_config("configs/jicd.py:smoke")
+    config.channels = config.latent_channels = 8
+    config.base_channels = 6
+    model = registry.model_from_config(config)
+    rng = np.random.default_rng(0)
+    clean = rng.integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    noisy = np.clip(clean + rng.normal(0, 25, clean.shape), 0, 255).astype(np.uint8)
+    batch = {"noisy": jnp.asarray(noisy), "clean": jnp.asarray(clean)}
+    frozen = frozenset({"g_a", "h_a", "side_prior", "h_s", "base_parameters", "g_s_base"})
+    config.module_lr_scales = ",".join(f"{name}=0" for name in sorted(frozen))
+    assert train.frozen_modules(config) == frozen
+    tx = train.make_optimizer(config)
+    state = train.create_train_state(config, model, tx, jax.random.key(0))
+    assert frozen | {"g_s_full", "enhancement_parameters"} == set(state.params)
+
+    def lowered_step(frozen_set):
+        return jax.jit(lambda s, b: train.train_step(
+            s, b, jax.random.key(1), model=model, tx=tx, lmbda=0.01, noisy_weight=0.05,
+            target="clean", frozen=frozen_set)).lower(state, batch)
+
+    lowered = {"g_s_full": lowered_step(frozen), "all": lowered_step(frozenset())}
+    # (Compiled without XLA's expensive optimizations: half the compile time.)
+    quick = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+    (new, metrics), (old, old_metrics) = (lowered[k].compile(compiler_options=quick)(state, batch)
+                                          for k in ("g_s_full", "all"))
+    for name in state.params:
+        for a, b, before in zip(*(jax.tree_util.tree_leaves(t.params[name])
+                                  for t in (new, old, state))):
+            if name in frozen:
+                np.testing.assert_array_equal(a, before)
+            else:
+                np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    assert float(metrics["loss"]) == float(old_metrics["loss"])
+    # The gradient norm counts the trained modules only (the full step's includes the frozen).
+    assert 0.0 < float(metrics["grad_norm"]) < float(old_metrics["grad_norm"])
+    # The step's convolutions: the forward pass's 71 in both, then the backward pass's (input
+    # and weight gradients): 42 for g_s_full alone, 140 when everything trains.
+    convolutions = {k: v.as_text().count("stablehlo.convolution") for k, v in lowered.items()}
+    assert convolutions == {"g_s_full": 71 + 2 * 21, "all": 71 + 2 * 70}
+
+
 @pytest.mark.parametrize("spec, message", [("g_s_full", "expected MODULE=FACTOR"),
                                            ("g_s_full=-1", "expected MODULE=FACTOR"),
                                            ("g_s_full=fast", "expected MODULE=FACTOR"),

@@ -290,8 +290,12 @@ def test_a_run_continues_from_its_zoo_entry_on_a_machine_without_its_checkpoints
     for ours, theirs in zip(jax.tree_util.tree_leaves(state.params),
                             jax.tree_util.tree_leaves(shipped)):
         np.testing.assert_array_equal(np.asarray(ours), theirs)
-    train.train_and_evaluate(restart, str(tmp_path / "machine_b"))
+    metrics = train.train_and_evaluate(restart, str(tmp_path / "machine_b"))
     assert checkpoints.restore_params(tmp_path / "machine_b")[2] == 4
+    # The last step is the fresh optimizer's second, on the restart ramp: 1e-3 x 2/100 (the
+    # logged rate once followed the global step instead: 1e-3 x 4/100).
+    assert restart.learning_rate == 1e-3 and restart.log_every_steps == 1
+    np.testing.assert_allclose(metrics["learning_rate"], 1e-3 * 2 / 100, rtol=1e-5)
     build_entry(str(tmp_path / "machine_b"), "tiny-run", tmp_path / "weights", overwrite=True)
     card = zoo.card("tiny-run", 1)
     assert card["training_steps"] == 4
