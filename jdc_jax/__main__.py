@@ -195,8 +195,8 @@ def _models(args) -> None:
 
     def trained_on(card: dict) -> str:
         """How the entry was trained: its noise and, where the card says, its steps (an entry
-        exported while its run goes on has fewer than the run plans) and the entry it was
-        fine-tuned from."""
+        exported while its run goes on has fewer than the run plans), the entry it was
+        fine-tuned from, and a later fine-tune of some modules with the rest frozen."""
         noise = card["noise"]
         text = "trained without noise" if noise == "none" else f"trained on {noise} noise"
         steps = card.get("training_steps")
@@ -206,6 +206,10 @@ def _models(args) -> None:
         if isinstance(donor, dict) and donor.get("name"):
             text += f" from {donor['name']}" + (
                 "" if donor.get("rate_point") is None else f" rate point {donor['rate_point']}")
+        partial = card.get("partial_fine_tune")
+        if isinstance(partial, dict) and partial.get("trained_modules"):
+            text += (f", then {', '.join(partial['trained_modules'])} alone for "
+                     f"{int(partial['steps']):,} more steps")
         return text
 
     for name, points in shipped.items():

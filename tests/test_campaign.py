@@ -25,11 +25,12 @@ def queued_configs():
                       CAMPAIGN.read_text(), flags=re.MULTILINE)
 
 
-# A stand-in for the campaign's python: `python -c` (the zoo look-up) says the run has no
-# committed steps; a run whose arguments contain $FAIL fails; anything else prints the cores it
-# may use and its arguments (then, for a training run, sleeps $SLEEP seconds when given).
+# A stand-in for the campaign's python: `python -c` (the zoo look-up) says the run has $ZOO_STEPS
+# committed steps (0 unless given); a run whose arguments contain $FAIL fails; anything else
+# prints the cores it may use and its arguments (then, for a training run, sleeps $SLEEP seconds
+# when given).
 FAKE_PYTHON = """#!/usr/bin/env bash
-if [[ "$1" == -c ]]; then echo 0; exit 0; fi
+if [[ "$1" == -c ]]; then echo "${ZOO_STEPS:-0}"; exit 0; fi
 if [[ -n "${FAIL:-}" && "$*" == *"$FAIL"* ]]; then exit 1; fi
 echo "cores=$(taskset -pc $$ | sed 's/.*: //') $*"
 if [[ -n "${SLEEP:-}" && "$2" == jdc_jax.main ]]; then exec sleep "$SLEEP"; fi
@@ -87,10 +88,18 @@ ONE_LANE = [LANE_1[0], LANE_1[1], FFDNET, LANE_1[2], LANE_2[0], LANE_1[3], LANE_
 
 
 def queue_runs(queue) -> list[tuple[str, str]]:
-    """(config, work directory) of each run of a queue of ladders (and FFDNet)."""
-    return [FFDNET if (config, name) == FFDNET else (config, f"{name}/rate_point_{point}")
-            for config, name in queue for point in ((1,) if (config, name) == FFDNET
-                                                    else (1, 2, 3, 4))]
+    """(config, work directory) of each run of a queue of ladders (and FFDNet); each JICD rate
+    point is followed by its enhancement fine-tune."""
+    runs = []
+    for config, name in queue:
+        if (config, name) == FFDNET:
+            runs.append(FFDNET)
+            continue
+        for point in (1, 2, 3, 4):
+            runs.append((config, f"{name}/rate_point_{point}"))
+            if config.startswith("configs/jicd.py:"):
+                runs.append((config, f"{name}/rate_point_{point}_enhancement"))
+    return runs
 
 
 def needs_two_cores():
@@ -166,6 +175,23 @@ def test_one_lane_trains_the_whole_queue_in_its_order_on_every_core(tmp_path):
     runs = trained(out)
     assert [(config, workdir) for _, config, workdir in runs] == queue_runs(ONE_LANE)
     assert {pinned for pinned, _, _ in runs} == {frozenset(os.sched_getaffinity(0))}
+    # Without checkpoints here, an enhancement fine-tune starts from its rate point's entry.
+    assert (" -m jdc_jax.main --config=configs/jicd.py:campaign_sigma50 "
+            "--workdir=runs/jicd_sigma50/rate_point_2_enhancement --config.num_train_steps=1500 "
+            "--config.rate_point=2 --config.init_from=zoo:jicd-sigma50:2 "
+            "--config.learning_rate=1e-3 --config.warmup_steps=100 --config.eval_every_steps=500 "
+            "--config.module_lr_scales=g_a=0,h_a=0,side_prior=0,h_s=0,base_parameters=0,"
+            "g_s_base=0\n") in out
+
+
+def test_runs_and_fine_tunes_whose_entries_have_their_steps_are_skipped(tmp_path):
+    status, out, err = run_campaign(tmp_path, "1", ZOO_STEPS="100000")
+    assert status == 0, err
+    assert trained(out) == []
+    assert "zoo:jicd-sigma25:1 has its 14000 steps; skipped\n" in out
+    assert "zoo:jicd-sigma25:4 has its 1500-step enhancement fine-tune; skipped\n" in out
+    assert "zoo:codec-clean:4 has its 3000 steps; skipped\n" in out
+    assert "zoo:codec-clean:1 has its 1500-step enhancement" not in out  # JICD only
 
 
 def test_a_single_core_runs_one_lane_and_refuses_two(tmp_path):

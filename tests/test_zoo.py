@@ -273,7 +273,7 @@ def test_shipped_cards_name_their_donors_by_zoo_entry_not_by_path():
 
 @pytest.mark.slow
 def test_a_run_continues_from_its_zoo_entry_on_a_machine_without_its_checkpoints(
-        tmp_path, monkeypatch):
+        tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("JDC_ZOO_ROOT", str(tmp_path / "weights"))
     config = tiny(load_config("configs/jicd.py:smoke"), tmp_path, num_train_steps=2,
                   eval_folder="", rate_point=1)
@@ -302,6 +302,20 @@ def test_a_run_continues_from_its_zoo_entry_on_a_machine_without_its_checkpoints
     assert card["init_from"] is None  # the restart of a from-scratch run names no donor
     assert donor_record("zoo:other:3", "tiny-run", {"rate_point": 1}) == {"name": "other",
                                                                            "rate_point": 3}
+    # A fine-tune of g_s_full alone, everything else frozen, replaces the entry: the card keeps
+    # the run's 4 steps (so the campaign still sees the run done) and says what came after.
+    frozen = ",".join(f"{name}=0" for name in sorted(set(shipped) - {"g_s_full"}))
+    tune = tiny(load_config("configs/jicd.py:smoke"), tmp_path, num_train_steps=2,
+                eval_folder="", rate_point=1, init_from="zoo:tiny-run:1",
+                module_lr_scales=frozen)
+    train.train_and_evaluate(tune, str(tmp_path / "tune"))
+    build_entry(str(tmp_path / "tune"), "tiny-run", tmp_path / "weights", overwrite=True)
+    card = zoo.card("tiny-run", 1)
+    assert (card["training_steps"], card["init_from"], card["partial_fine_tune"]) == (
+        4, None, {"steps": 2, "trained_modules": ["g_s_full"], "learning_rate": 1e-3})
+    assert main(["models"]) == 0
+    assert ("tiny-run --rate-point 1: jicd (serial context), lambda 0.0018, trained on awgn:25 "
+            "noise for 4 steps, then g_s_full alone for 2 more steps;") in capsys.readouterr().out
 
 
 def test_zoo_specs_name_a_codec_with_its_rate_point_and_a_denoiser_without():

@@ -19,7 +19,9 @@ Each entry is one rate point of one model, in `weights/NAME/rate_point_K/`:
                          calibrated once on the built-in images: the entry's codec then writes
                          files that decode identically on every platform
     card.json            name, rate point, lambda, what it was trained on and how (init_from:
-                         the zoo name and rate point it was fine-tuned from, or null),
+                         the zoo name and rate point it was fine-tuned from, or null;
+                         partial_fine_tune: a later fine-tune of some modules with the rest
+                         frozen, {"steps", "trained_modules", "learning_rate"}, or null),
                          parameter count, the model identifier written in its float-path files,
                          the sha256 of the parameters and of both tables, and with an integer
                          network its digest ("integer_entropy_sha256") and the identifier of

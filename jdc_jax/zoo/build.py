@@ -37,6 +37,7 @@ from jdc_jax.atomic_write import write_bytes_atomic
 from jdc_jax.codec.api import (INTEGER_ENTROPY_FILE, Codec, build_side_tables,
                                integer_model_identifier, model_identifier, parameters_digest)
 from jdc_jax.codec.model_id import weights_digest
+from jdc_jax.config_validation import parse_module_lr_scales
 from jdc_jax.entropy.latent_coding import build_latent_tables
 from jdc_jax.entropy.tables import CodingTables
 from jdc_jax.models.losses import rate_lambda
@@ -129,6 +130,32 @@ def donor_record(init_from: str, name: str, config: dict,
     return {"name": _work_directory_name(init_from), "rate_point": rate_point}
 
 
+def training_record(config: dict, params, step: int, name: str,
+                    root: Path | None = None) -> tuple[int, dict | None, dict | None]:
+    """The card's (training_steps, init_from, partial_fine_tune) for a checkpoint at `step`.
+
+    A run that froze some modules (factor 0 in `module_lr_scales`) and started from another
+    model fine-tuned only the rest: the entry keeps its donor's training steps and donor (so a
+    campaign run that has all its steps stays done when its entry is replaced by the fine-tuned
+    model), and "partial_fine_tune" says what the fine-tune did: {"steps", "trained_modules",
+    "learning_rate"}. Any other run: its own step and `donor_record`, and None."""
+    init_from = config.get("init_from", "")
+    donor = donor_record(init_from, name, config, root)
+    scales = parse_module_lr_scales(config.get("module_lr_scales", ""))
+    frozen = {module for module, factor in scales.items() if factor == 0}
+    if not (frozen and init_from):
+        return int(step), donor, None
+    record = {"steps": int(step), "trained_modules": sorted(set(params) - frozen),
+              "learning_rate": float(config["learning_rate"])}
+    if init_from.startswith(zoo.SPEC_PREFIX):
+        donor_name, donor_point = zoo.split_spec(init_from)
+        donor_card = (zoo.denoiser_card(donor_name, root) if donor_point is None
+                      else zoo.card(donor_name, donor_point, root))
+        return int(donor_card["training_steps"]), donor_card.get("init_from"), record
+    _, donor_step = checkpoints.restore_config(init_from)
+    return int(donor_step), donor, record
+
+
 def build_entry(checkpoint: str, name: str, root: Path, description: str = "",
                 overwrite: bool = False, integer_calibration: str | None = "builtin") -> Path:
     """Writes the entry of `checkpoint` under `root`; returns its directory. With
@@ -143,14 +170,14 @@ def build_entry(checkpoint: str, name: str, root: Path, description: str = "",
         if destination.exists() and not _is_denoiser_entry(destination):
             raise FileExistsError(f"{destination} exists and is not a denoiser's entry (a "
                                   "codec's rate points?); it is left as it is")
-        donor = donor_record(config.get("init_from", ""), name, config, root)
-        return _write_entry(destination, overwrite, name, params, config, step, description,
-                            donor, lambda staging, shipped: {})
+        return _write_entry(destination, overwrite, name, params, config,
+                            training_record(config, params, step, name, root), description,
+                            lambda staging, shipped: {})
     rate_point = int(config["rate_point"])
     destination = Path(root) / name / f"rate_point_{rate_point}"
     if (destination.parent / zoo.PARAMS_FILE).exists():
         raise FileExistsError(f"{destination.parent} is a denoiser's entry, not a codec's")
-    donor = donor_record(config.get("init_from", ""), name, config, root)
+    record = training_record(config, params, step, name, root)
 
     def codec_fields(staging: Path, shipped) -> dict:
         model = model_from_config(config)
@@ -168,19 +195,21 @@ def build_entry(checkpoint: str, name: str, root: Path, description: str = "",
                 "side_tables_sha256": side.digest(), "latent_tables_sha256": latent.digest(),
                 **integer_fields}
 
-    return _write_entry(destination, overwrite, name, params, config, step, description, donor,
+    return _write_entry(destination, overwrite, name, params, config, record, description,
                         codec_fields)
 
 
 def _write_entry(destination: Path, overwrite: bool, name: str, params, config: dict,
-                 step: int, description: str, donor: dict | None, kind_fields) -> Path:
+                 record: tuple, description: str, kind_fields) -> Path:
     """Writes an entry in a temporary directory beside `destination`, then renames it there:
     params.npz (`shipped_arrays`), config.json (without the training machine's init_from path:
-    the card names the donor) and card.json, whose fields every entry has are completed by
-    `kind_fields(staging directory, shipped float32 params)`, which may write more files."""
+    the card names the donor) and card.json, with `record` from `training_record`, whose
+    fields every entry has are completed by `kind_fields(staging directory, shipped float32
+    params)`, which may write more files."""
     if destination.exists() and not overwrite:
         raise FileExistsError(f"{destination} exists (give --overwrite to replace it)")
     arrays = shipped_arrays(params)
+    steps, donor, partial_fine_tune = record
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
     try:
@@ -191,8 +220,8 @@ def _write_entry(destination: Path, overwrite: bool, name: str, params, config: 
         card = {
             "name": name, "model": config["model"], "noise": config.get("noise"),
             "data_source": config.get("data_source"), "crop_size": config.get("crop_size"),
-            "batch_size": config.get("batch_size"), "training_steps": int(step),
-            "init_from": donor,
+            "batch_size": config.get("batch_size"), "training_steps": steps,
+            "init_from": donor, "partial_fine_tune": partial_fine_tune,
             "parameters": int(sum(v.size for v in jax.tree_util.tree_leaves(shipped))),
             "weight_storage": WEIGHT_STORAGE, "description": description,
             "params_sha256": parameters_digest(shipped),

@@ -96,18 +96,57 @@ train_point() {
     --config.rate_point="$point" "$@"
 }
 
+# JICD's enhancement fine-tune (README "The enhancement layer against the clean codec"): once a
+# rate point is trained, its noisy-reconstruction synthesis (g_s_full) and enhancement entropy
+# parameters train alone for ENHANCEMENT_STEPS more steps at a peak of 1e-3, everything else
+# frozen (so the side and base bytes and the denoised image stay as they were). Its entry
+# replaces the rate point's; the card keeps the rate point's steps and records the fine-tune
+# ("partial_fine_tune").
+ENHANCEMENT_STEPS=1500
+ENHANCEMENT_FROZEN="g_a=0,h_a=0,side_prior=0,h_s=0,base_parameters=0,g_s_base=0"
+
+# zoo_fine_tune_steps SPEC: the steps of the committed entry's partial fine-tune, 0 without one.
+zoo_fine_tune_steps() {
+  python -c 'import sys; from jdc_jax import zoo
+name, point = zoo.split_spec(sys.argv[1])
+try: print((zoo.card(name, point).get("partial_fine_tune") or {}).get("steps", 0))
+except (zoo.UnknownModel, FileNotFoundError): print(0)' "$1"
+}
+
+# enhance_point CONFIG NAME POINT: the enhancement fine-tune of rate point POINT, resumed from
+# its own checkpoints, else started from the rate point (its checkpoint, or its zoo entry on a
+# fresh machine); skipped when the committed entry already has it.
+enhance_point() {
+  local config="$1" name="$2" point="$3"
+  local workdir="$root/$name/rate_point_${point}_enhancement" spec="zoo:${name//_/-}:$3"
+  if ! has_checkpoint "$workdir" && (( $(zoo_fine_tune_steps "$spec") >= ENHANCEMENT_STEPS ));
+  then
+    echo "$spec has its $ENHANCEMENT_STEPS-step enhancement fine-tune; skipped"
+    return
+  fi
+  local donor="$root/$name/rate_point_$point"
+  has_checkpoint "$donor" || donor="$spec"
+  python -m jdc_jax.main --config="$config" --workdir="$workdir" \
+    --config.num_train_steps="$ENHANCEMENT_STEPS" --config.rate_point="$point" \
+    --config.init_from="$donor" --config.learning_rate=1e-3 --config.warmup_steps=100 \
+    --config.eval_every_steps=500 --config.module_lr_scales="$ENHANCEMENT_FROZEN"
+}
+
 # The lambda ladder, the paper's way: rate point 1 (lambda 0.0018) from scratch, each next point
 # fine-tuned from the one before (its checkpoint, or its zoo entry on a fresh machine), with a
-# lower peak learning rate and a short warm-up (the optimizer state starts afresh).
+# lower peak learning rate and a short warm-up (the optimizer state starts afresh). A JICD rate
+# point is followed by its enhancement fine-tune.
 ladder() {
   local config="$1" name="$2"
   shift 2
   train_point "$config" "$name" 1 "$FIRST_STEPS" "$@"
+  [[ "$config" != configs/jicd.py:* ]] || enhance_point "$config" "$name" 1
   for point in 2 3 4; do
     local donor="$root/$name/rate_point_$((point - 1))"
     has_checkpoint "$donor" || donor="zoo:${name//_/-}:$((point - 1))"
     train_point "$config" "$name" "$point" "$FINETUNE_STEPS" --config.init_from="$donor" \
       --config.learning_rate=2e-4 --config.warmup_steps=100 "$@"
+    [[ "$config" != configs/jicd.py:* ]] || enhance_point "$config" "$name" "$point"
   done
 }
 

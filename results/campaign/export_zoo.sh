@@ -35,10 +35,16 @@ done
 # (README "Rate point 1 continued"): exported by hand once the run has ended and its real files
 # beat the entry. None now.
 declare -A HELD=()
+# A JICD rate point's enhancement fine-tune (campaign.sh), once it has a checkpoint, is exported
+# in the rate point's place.
 for run in "${!DESCRIPTIONS[@]}"; do
-  for workdir in "$root/$run"/rate_point_*; do
-    compgen -G "$workdir/checkpoints/[0-9]*" > /dev/null || continue
+  mapfile -t points < <(compgen -G "$root/$run/rate_point_*" | sed 's/_enhancement$//' | sort -u)
+  for workdir in "${points[@]}"; do
     point="$run/${workdir##*/}"
+    if compgen -G "${workdir}_enhancement/checkpoints/[0-9]*" > /dev/null; then
+      workdir="${workdir}_enhancement"
+    fi
+    compgen -G "$workdir/checkpoints/[0-9]*" > /dev/null || continue
     if [[ -n "${HELD[$point]:-}" ]]; then
       echo "$point not exported: ${HELD[$point]}"
       continue
