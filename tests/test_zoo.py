@@ -11,8 +11,9 @@ from jdc_jax.__main__ import main
 from jdc_jax.codec import Codec, file_format
 from jdc_jax.evaluate import DenoiserRunner
 from jdc_jax.models import registry
-from jdc_jax.zoo.build import (build_entry, donor_record, int8_per_output_channel,
-                               shipped_arrays)
+from jdc_jax.entropy.tables import CodingTables
+from jdc_jax.zoo.build import (_shared_latent_tables, build_entry, donor_record,
+                               int8_per_output_channel, shipped_arrays, training_record)
 
 SHIPPED_NAME = "jicd-sigma25"
 SHIPPED_RATE_POINTS = (1, 2, 3, 4)  # the campaign's ladder so far (results/campaign/README.md)
@@ -316,6 +317,12 @@ def test_a_run_continues_from_its_zoo_entry_on_a_machine_without_its_checkpoints
     assert main(["models"]) == 0
     assert ("tiny-run --rate-point 1: jicd (serial context), lambda 0.0018, trained on awgn:25 "
             "noise for 4 steps, then g_s_full alone for 2 more steps;") in capsys.readouterr().out
+    # The same fine-tune at another rate point's lambda is not exported.
+    tuned, _ = checkpoints.restore_config(tmp_path / "tune")
+    with pytest.raises(ValueError, match=r"zoo:tiny-run:1 was fine-tuned with some modules "
+                       r"frozen at rate point 3's lambda, but it is rate point 1: .* "
+                       r"\(--config.rate_point=1\)"):
+        training_record(dict(tuned, rate_point=3), shipped, 2, "tiny-run")
 
 
 def test_zoo_specs_name_a_codec_with_its_rate_point_and_a_denoiser_without():
@@ -408,3 +415,29 @@ def test_a_denoiser_entry_names_its_donor_and_a_warm_restart_keeps_it(tmp_path, 
     _, _, other = _tiny_ffdnet_checkpoint(tmp_path / "other", step=3, init_from="zoo:x:2")
     build_entry(other, "tiny-other", root)
     assert zoo.denoiser_card("tiny-other")["init_from"] == {"name": "x", "rate_point": 2}
+
+
+def test_the_stored_latent_tables_stand_when_a_rebuild_differs_only_at_near_ties(tmp_path):
+    """A machine whose normal CDF differs in the last bits moves a count between two near-tied
+    bins of a table: the zoo's stored file still stands (and is the one used); any larger
+    difference is refused."""
+    rows = [np.array([30000, 20000, 15536])] * 100
+    built = CodingTables.from_rows(rows, np.full(100, -1))
+
+    def stored_with(changes):
+        changed = [row.copy() for row in rows]
+        for table, counts in changes.items():
+            changed[table] = np.array(counts)
+        tables = CodingTables.from_rows(changed, np.full(100, -1))
+        root = tmp_path / f"zoo{len(list(tmp_path.iterdir()))}"
+        root.mkdir()
+        tables.save(root / zoo.LATENT_TABLES_FILE)
+        return root, tables
+
+    root, stored = stored_with({7: [30001, 19999, 15536]})
+    assert _shared_latent_tables(root, built).digest() == stored.digest() != built.digest()
+    for changes in ({7: [30002, 19998, 15536]},                           # 2 counts moved
+                    {7: [30001, 19999, 15536], 8: [30001, 19999, 15536]}):  # 2 of 100 tables
+        root, _ = stored_with(changes)
+        with pytest.raises(ValueError, match="differs from the latent tables this version"):
+            _shared_latent_tables(root, built)
