@@ -10,8 +10,9 @@ campaign's full step.
 Both steps are built as the training loop builds them (`bench_compilations.build_training`:
 replicated state, sharded donating jit), compiled with one step each, then timed in alternating
 rounds of `--steps` steps on the same random uint8 batches (no tf.data). Prints each step's
-median seconds, the ratio and the count of convolutions in each compiled program, with the load
-average before and after (the machine must be otherwise quiet).
+median seconds, the ratio and the count of convolutions in each step's lowered program (StableHLO,
+before XLA's optimizations), with the load average before and after (the machine must be
+otherwise quiet).
 
     python benchmarks/bench_frozen_step.py [--config configs/jicd.py:campaign_sigma25]
         [--frozen g_a,h_a,side_prior,h_s,base_parameters,g_s_base] [--steps 10] [--rounds 3]
@@ -92,7 +93,7 @@ def main(argv=None) -> int:
           f"{args.rounds} x {args.steps} steps per step kind")
     for label, arm in arms.items():
         print(f"  {label}: median {medians[label]:.3f} s per step "
-              f"({arm['convolutions']} convolutions in the step)")
+              f"({arm['convolutions']} convolutions in the lowered step)")
     first, second = medians.values()
     print(f"  ratio all trained / frozen: {first / second:.2f}x")
     print(f"load average after: {os.getloadavg()[0]:.2f}")

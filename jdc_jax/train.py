@@ -24,6 +24,7 @@ ladder).
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
 import time
@@ -417,9 +418,34 @@ class _Reporter:
             self.bar.close()
 
 
+def keep_warm_restart(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """A run resumed from its own checkpoints stays the warm restart it began as.
+
+    A warm restart (`init_step` > 0) counts its learning-rate schedule from init_step, and its
+    restored optimizer counts from there; resumed without it, the schedule would restart from
+    its peak. So when `workdir` holds checkpoints of a run whose saved config.json has an
+    init_step, a config without one takes it (and its init_from) from there; a different
+    init_step is refused."""
+    saved_path = os.path.join(workdir, "config.json")
+    if not (tf.io.gfile.exists(saved_path) and tf.io.gfile.glob(
+            os.path.join(workdir, checkpoints.CHECKPOINT_SUBDIR, "[0-9]*"))):
+        return
+    with tf.io.gfile.GFile(saved_path) as file:
+        saved = json.loads(file.read())
+    saved_step, given_step = saved.get("init_step", 0), config.get("init_step", 0)
+    if not saved_step or given_step == saved_step:
+        return
+    if given_step:
+        raise ValueError(f"{workdir} holds a warm restart from step {saved_step}; "
+                         f"init_step {given_step} would count its schedule from another step "
+                         f"(resume it without init_step, or train in another workdir)")
+    config.init_step, config.init_from = saved_step, saved["init_from"]
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Trains the configured model in `workdir`; returns the last logged metrics (plus
     `checkpoint` and, when configured, `eval_*` / `val_*` metrics)."""
+    keep_warm_restart(config, str(checkpoints.local_or_remote_path(workdir)))
     validate_config(config)
     # A source that cannot be read here (TFDS data neither prepared nor downloadable) fails
     # now, in seconds, before the work directory is created or written to.

@@ -25,11 +25,12 @@ def queued_configs():
                       CAMPAIGN.read_text(), flags=re.MULTILINE)
 
 
-# A stand-in for the campaign's python: `python -c` (the zoo look-up) says the run has $ZOO_STEPS
-# committed steps (0 unless given); a run whose arguments contain $FAIL fails; anything else
-# prints the cores it may use and its arguments (then, for a training run, sleeps $SLEEP seconds
-# when given).
+# A stand-in for the campaign's python: `python -c` (a zoo look-up) says the entry has
+# $ZOO_STEPS training steps and a $ZOO_TUNE_STEPS-step partial fine-tune (0 unless given); a run
+# whose arguments contain $FAIL fails; anything else prints the cores it may use and its
+# arguments (then, for a training run, sleeps $SLEEP seconds when given).
 FAKE_PYTHON = """#!/usr/bin/env bash
+if [[ "$1" == -c && "$2" == *partial_fine_tune* ]]; then echo "${ZOO_TUNE_STEPS:-0}"; exit 0; fi
 if [[ "$1" == -c ]]; then echo "${ZOO_STEPS:-0}"; exit 0; fi
 if [[ -n "${FAIL:-}" && "$*" == *"$FAIL"* ]]; then exit 1; fi
 echo "cores=$(taskset -pc $$ | sed 's/.*: //') $*"
@@ -185,13 +186,20 @@ def test_one_lane_trains_the_whole_queue_in_its_order_on_every_core(tmp_path):
 
 
 def test_runs_and_fine_tunes_whose_entries_have_their_steps_are_skipped(tmp_path):
-    status, out, err = run_campaign(tmp_path, "1", ZOO_STEPS="100000")
+    status, out, err = run_campaign(tmp_path, "1", ZOO_STEPS="100000", ZOO_TUNE_STEPS="1500")
     assert status == 0, err
     assert trained(out) == []
     assert "zoo:jicd-sigma25:1 has its 14000 steps; skipped\n" in out
     assert "zoo:jicd-sigma25:4 has its 1500-step enhancement fine-tune; skipped\n" in out
     assert "zoo:codec-clean:4 has its 3000 steps; skipped\n" in out
     assert "zoo:codec-clean:1 has its 1500-step enhancement" not in out  # JICD only
+    # Entries with all their steps but no enhancement fine-tune: only the fine-tunes train,
+    # each from its rate point's entry.
+    status, out, err = run_campaign(tmp_path, "1", ZOO_STEPS="100000", ZOO_TUNE_STEPS="1499")
+    assert status == 0, err
+    assert [(config, workdir) for _, config, workdir in trained(out)] == [
+        run for run in queue_runs(ONE_LANE) if run[1].endswith("_enhancement")]
+    assert "--config.init_from=zoo:jicd-variable:3 " in out
 
 
 def test_a_single_core_runs_one_lane_and_refuses_two(tmp_path):

@@ -415,11 +415,11 @@ def test_frozen_modules_get_no_gradient_and_no_backward_pass():
                 np.testing.assert_array_equal(a, before)
             else:
                 np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
-    assert float(metrics["loss"]) == float(old_metrics["loss"])
+    np.testing.assert_allclose(float(metrics["loss"]), float(old_metrics["loss"]), rtol=1e-6)
     # The gradient norm counts the trained modules only (the full step's includes the frozen).
     assert 0.0 < float(metrics["grad_norm"]) < float(old_metrics["grad_norm"])
-    # The step's convolutions: the forward pass's 71 in both, then the backward pass's (input
-    # and weight gradients): 42 for g_s_full alone, 140 when everything trains.
+    # The lowered step's convolutions: the forward pass's 71 in both, then the backward pass's
+    # (input and weight gradients): 42 for g_s_full alone, 140 when everything trains.
     convolutions = {k: v.as_text().count("stablehlo.convolution") for k, v in lowered.items()}
     assert convolutions == {"g_s_full": 71 + 2 * 21, "all": 71 + 2 * 70}
 

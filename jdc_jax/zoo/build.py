@@ -153,15 +153,17 @@ def training_record(config: dict, params, step: int, name: str,
                       else zoo.card(donor_name, donor_point, root))
         steps, donor = int(donor_card["training_steps"]), donor_card.get("init_from")
     else:
+        # A checkpoint: its own steps, and the model it came from in turn.
         donor_config, steps = checkpoints.restore_config(init_from)
         donor_point = donor_config.get("rate_point")
+        donor = donor_record(donor_config.get("init_from", ""), name, donor_config, root)
     own_point = None if config.get("model") in DENOISER_KINDS else config.get("rate_point")
     if None not in (own_point, donor_point) and int(own_point) != int(donor_point):
         # The frozen modules hold the donor's lambda; the rest would have learned another.
-        raise ValueError(f"{init_from} was fine-tuned with some modules frozen at rate point "
-                         f"{own_point}'s lambda, but it is rate point {donor_point}: such a "
-                         f"fine-tune keeps its donor's rate point (--config.rate_point="
-                         f"{donor_point})")
+        raise ValueError(f"this checkpoint was fine-tuned from {init_from} (rate point "
+                         f"{donor_point}) with some modules frozen, at rate point {own_point}'s "
+                         f"lambda: such a fine-tune keeps its donor's rate point "
+                         f"(--config.rate_point={donor_point})")
     return int(steps), donor, record
 
 

@@ -11,8 +11,9 @@
 # with an accelerator (two runs would share it, each reserving most of its memory). Stopping the
 # script (SIGTERM or SIGINT) stops both lanes and their runs.
 #
-# Each run trains in RUNS_ROOT/<name>/rate_point_<k> and resumes from its own checkpoints, so the
-# same command continues a stopped campaign. On a machine without those checkpoints (a fresh
+# Each run trains in RUNS_ROOT/<name>/rate_point_<k> (a JICD rate point's enhancement fine-tune
+# in rate_point_<k>_enhancement) and resumes from its own checkpoints, so the same command
+# continues a stopped campaign. On a machine without those checkpoints (a fresh
 # clone), a run whose zoo entry is committed (`export_zoo.sh`, zoo name = run name with "-" for
 # "_") continues from it: a warm restart at the entry's training steps (`--config.init_step`:
 # the same schedule, a fresh optimizer ramped up over 100 steps, the weights as shipped);
@@ -118,11 +119,13 @@ except (zoo.UnknownModel, FileNotFoundError): print(0)' "$1"
 # fresh machine); skipped when the committed entry already has it.
 enhance_point() {
   local config="$1" name="$2" point="$3"
-  local workdir="$root/$name/rate_point_${point}_enhancement" spec="zoo:${name//_/-}:$3"
-  if ! has_checkpoint "$workdir" && (( $(zoo_fine_tune_steps "$spec") >= ENHANCEMENT_STEPS ));
-  then
-    echo "$spec has its $ENHANCEMENT_STEPS-step enhancement fine-tune; skipped"
-    return
+  local workdir="$root/$name/rate_point_${point}_enhancement" spec="zoo:${name//_/-}:$3" tuned
+  if ! has_checkpoint "$workdir"; then
+    tuned="$(zoo_fine_tune_steps "$spec")"
+    if (( tuned >= ENHANCEMENT_STEPS )); then
+      echo "$spec has its $ENHANCEMENT_STEPS-step enhancement fine-tune; skipped"
+      return
+    fi
   fi
   local donor="$root/$name/rate_point_$point"
   has_checkpoint "$donor" || donor="$spec"
@@ -135,7 +138,9 @@ enhance_point() {
 # The lambda ladder, the paper's way: rate point 1 (lambda 0.0018) from scratch, each next point
 # fine-tuned from the one before (its checkpoint, or its zoo entry on a fresh machine), with a
 # lower peak learning rate and a short warm-up (the optimizer state starts afresh). A JICD rate
-# point is followed by its enhancement fine-tune.
+# point is followed by its enhancement fine-tune. (On a fresh machine the next point starts from
+# the entry, whose enhancement modules are the fine-tuned ones; its own joint training moves
+# them at once, so either start serves.)
 ladder() {
   local config="$1" name="$2"
   shift 2

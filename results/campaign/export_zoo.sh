@@ -35,13 +35,14 @@ done
 # (README "Rate point 1 continued"): exported by hand once the run has ended and its real files
 # beat the entry. None now.
 declare -A HELD=()
-# A JICD rate point's enhancement fine-tune (campaign.sh), once it has a checkpoint, is exported
-# in the rate point's place.
+# A JICD rate point's enhancement fine-tune (campaign.sh), once it has ended (its
+# final_metrics.json), is exported in the rate point's place; a fine-tune under way is not (a
+# fresh machine would start it again from the rate point's entry).
 for run in "${!DESCRIPTIONS[@]}"; do
   mapfile -t points < <(compgen -G "$root/$run/rate_point_*" | sed 's/_enhancement$//' | sort -u)
   for workdir in "${points[@]}"; do
     point="$run/${workdir##*/}"
-    if compgen -G "${workdir}_enhancement/checkpoints/[0-9]*" > /dev/null; then
+    if [[ -f "${workdir}_enhancement/final_metrics.json" ]]; then
       workdir="${workdir}_enhancement"
     fi
     compgen -G "$workdir/checkpoints/[0-9]*" > /dev/null || continue
