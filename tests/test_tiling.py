@@ -150,8 +150,9 @@ def test_tiled_latent_equals_the_whole_image_latent_when_the_halo_covers_the_rec
     analysis = untiled._functions.analysis
     whole = tiled_analysis(analysis, _padded(image), NO_TILES.analysis_tiles(*PADDED_SIZE))
     tiled = tiled_analysis(analysis, _padded(image), SMALL_TILES.analysis_tiles(*PADDED_SIZE))
-    # Bit-identical on XLA:CPU: each output position is summed in the same order in any window.
-    np.testing.assert_array_equal(tiled, whole)
+    # Bit-identical on XLA:CPU in a process without TensorFlow; once TensorFlow is loaded (any
+    # test that imports jdc_jax.train), up to 4.2e-7 apart on 1.6 % of the values.
+    np.testing.assert_allclose(tiled, whole, rtol=0, atol=1e-6)
     # A 16 px halo does not cover the 57 px reach: tiles then see their zero-padded edges.
     narrow = tiled_analysis(analysis, _padded(image), tile_grid(*PADDED_SIZE, 192 * 192, 16))
     assert np.max(np.abs(narrow - whole)) > 1e-2
