@@ -320,23 +320,31 @@ def test_compress_onto_a_full_tmpfs_fails_with_one_line_and_leaves_no_file(tiny_
 def test_a_checkpoint_write_onto_a_full_disk_fails_clearly_and_training_resumes_after(
         tmp_path, training_environment):
     train = (f"{sys.executable} -m jdc_jax.main {' '.join(TRAINING_FLAGS)} "
-             f'--workdir="$MNT/work" --config.num_train_steps=6 '
-             f"--config.checkpoint_every_steps={CHECKPOINT_INTERVAL}")
+             f'--workdir="$MNT/work" --config.checkpoint_every_steps={CHECKPOINT_INTERVAL}')
     env = " ".join(f"{name}={training_environment[name]}" for name in
                    ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS",
                     "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "TF_CPP_MIN_LOG_LEVEL"))
-    # 2 MiB hold the first checkpoint (about 1.4 MiB with its input state) but not a second.
+    # Step 2's checkpoint is written with room to spare; then the disk is shrunk to what it
+    # uses plus 512 KiB: room for the logs of steps 3-4, not for a checkpoint (1.3-1.7 MiB with
+    # its input state, which varies with what is prefetched), so step 4's write fails.
     stdout = _in_tmpfs(textwrap.dedent(f"""
-        env {env} {train} > {tmp_path / 'first.out'} 2> {tmp_path / 'first.err'}
+        env {env} {train} --config.num_train_steps=2 > /dev/null 2> /dev/null
+        echo "status $?"
+        ls "$MNT/work/checkpoints"
+        used=$(df -k "$MNT" | awk 'NR == 2 {{print $3}}')
+        mount -o remount,size=$((used + 512))k "$MNT"
+        env {env} {train} --config.num_train_steps=6 > {tmp_path / 'first.out'} \\
+            2> {tmp_path / 'first.err'}
         echo "status $?"
         ls "$MNT/work/checkpoints"
         mount -o remount,size=32m "$MNT"
-        env {env} {train} > {tmp_path / 'second.out'} 2> /dev/null
+        env {env} {train} --config.num_train_steps=6 > {tmp_path / 'second.out'} 2> /dev/null
         echo "status $?"
         ls "$MNT/work/checkpoints"
-    """), size="2m")
-    first_status, *rest = stdout.split("status ")[1:]
-    listing = first_status.splitlines()
+    """), size="32m")
+    prepared, failed, resumed = stdout.split("status ")[1:]
+    assert prepared.splitlines() == ["0", "2"]
+    listing = failed.splitlines()
     assert listing[0] == "1"
     assert listing[1] == "2" and listing[2].startswith("4.orbax-checkpoint-tmp")
     last_line = (tmp_path / "first.err").read_text().splitlines()[-1]
@@ -345,7 +353,7 @@ def test_a_checkpoint_write_onto_a_full_disk_fails_clearly_and_training_resumes_
     assert last_line.endswith("the newest complete checkpoint, step 2, is intact: training "
                               "resumes from it once the cause is fixed (a partial step is never "
                               "loaded)")
-    assert rest[0].splitlines() == ["0", "4", "6"]  # partial step 4 removed and rewritten; 2 kept
+    assert resumed.splitlines() == ["0", "4", "6"]  # partial step 4 removed and rewritten; 2 kept
     second = (tmp_path / "second.out").read_text().splitlines()
     assert second[1].startswith("resumed from step 2 in ")
 
