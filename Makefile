@@ -21,9 +21,11 @@ check-python: $(STAMP)
 	      "$$($(PYTHON) -c 'import sys; print(sys.version_info[:2])')" || \
 	  { echo "$(VENV) runs another Python than $(PYTHON): remove it or give VENV=DIR" >&2; exit 1; }
 
-## Run the whole test suite (what CI runs, with the oldest and the newest supported Python).
+## Run the whole test suite (what CI runs with the oldest supported Python; with the newest, CI
+## runs it with PYTEST_ARGS='-m "not slow"'). PYTEST_ARGS passes more pytest options.
+PYTEST_ARGS ?=
 test: check-python
-	$(PY) -m pytest -n 2 -q tests
+	$(PY) -m pytest -n 2 -q $(PYTEST_ARGS) tests
 
 ## Train the smoke JICD model on the built-in images (the project's main job, a few minutes on CPU).
 run: $(STAMP)

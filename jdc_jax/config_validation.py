@@ -45,6 +45,17 @@ def parse_module_lr_scales(spec: str) -> dict[str, float]:
     return scales
 
 
+def module_lr_scales(config) -> dict[str, float]:
+    """The parsed `module_lr_scales` of a config (a ConfigDict, or a saved config.json's dict);
+    {} where it has none."""
+    return parse_module_lr_scales(config.get("module_lr_scales", ""))
+
+
+def frozen_modules(scales: dict[str, float]) -> frozenset[str]:
+    """The modules that `scales` (`module_lr_scales`) freezes: factor 0."""
+    return frozenset(name for name, factor in scales.items() if factor == 0)
+
+
 def validate_config(config) -> None:
     """Raises ConfigError naming the first problem found."""
     if config.model not in MODEL_KINDS:

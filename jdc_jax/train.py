@@ -43,7 +43,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
 from jdc_jax import checkpoints, images, input_pipeline
-from jdc_jax.config_validation import parse_module_lr_scales, validate_config
+from jdc_jax.config_validation import frozen_modules, module_lr_scales, validate_config
 from jdc_jax.codec.api import (INTEGER_ENTROPY_FILE, TABLES_DIRECTORY, Codec,
                                load_or_build_tables)
 from jdc_jax.evaluate import evaluate_images
@@ -101,7 +101,7 @@ def with_module_update_scales(inner: optax.GradientTransformationExtraArgs,
     own, so checkpoints restore whatever the factors."""
     if not scales:
         return inner
-    frozen = {name for name, factor in scales.items() if factor == 0}
+    frozen = frozen_modules(scales)
 
     def zero(tree):
         return jax.tree_util.tree_map(jnp.zeros_like, tree)
@@ -137,7 +137,7 @@ def make_optimizer(config) -> optax.GradientTransformationExtraArgs:
             cooldown=config.plateau_cooldown, accumulation_size=config.plateau_accumulation_size,
             rtol=config.plateau_rtol),
     )
-    tx = with_module_update_scales(tx, parse_module_lr_scales(config.get("module_lr_scales", "")))
+    tx = with_module_update_scales(tx, module_lr_scales(config))
     if config.get("skip_nonfinite_updates", False):
         tx = optax.apply_if_finite(tx, max_consecutive_errors=MAX_CONSECUTIVE_NONFINITE)
     return tx
@@ -201,12 +201,6 @@ def loss_fn(params, model, batch, rng, *, lmbda: float, noisy_weight: float, tar
                                 noisy_weight=noisy_weight)
 
 
-def frozen_modules(config) -> frozenset[str]:
-    """The top-level modules that `module_lr_scales` freezes (factor 0)."""
-    scales = parse_module_lr_scales(config.get("module_lr_scales", ""))
-    return frozenset(name for name, factor in scales.items() if factor == 0)
-
-
 def train_step(state: TrainState, batch, rng, *, model, tx, lmbda: float, noisy_weight: float,
                target: str, schedule=None, frozen: frozenset[str] = frozenset()):
     """One optimizer step. Pure: the step's randomness is fold_in(rng, state.step).
@@ -247,7 +241,7 @@ def compile_train_step(model, tx, config, mesh: Mesh, state: TrainState):
                              noisy_weight=config.noisy_weight, target=config.target,
                              # The schedule counts the optimizer's steps (global - init_step).
                              schedule=lambda global_step: schedule(global_step - init_step),
-                             frozen=frozen_modules(config))
+                             frozen=frozen_modules(module_lr_scales(config)))
     return jax.jit(step, in_shardings=(state_sharding, data, replicated),
                    out_shardings=(state_sharding, replicated), donate_argnums=(0,))
 

@@ -8,9 +8,18 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
 from pathlib import Path
 
-import jax
+# The tests compile hundreds of small XLA programs and run most for a step or a few: LLVM's
+# optimization passes are about half of XLA:CPU's compile time, and they would pay off only over
+# many steps. Without them the same programs compute the same functions (the tests compare
+# results within one setting, or within tolerances); subprocesses inherit the setting.
+FAST_COMPILE = "--xla_backend_optimization_level=0"
+if FAST_COMPILE not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE}".strip()
+
+import jax  # noqa: E402 (after XLA_FLAGS)
 import numpy as np
 import orbax.checkpoint as ocp
 from PIL import Image

@@ -214,7 +214,7 @@ def _partial_steps(workdir) -> list[str]:
 @pytest.mark.slow
 def test_kill_9_at_any_moment_resumes_from_the_newest_complete_checkpoint(
         tmp_path, training_environment):
-    work, env, total = tmp_path / "work", training_environment, 40
+    work, env, total = tmp_path / "work", training_environment, 16
 
     # Killed after step 4's files are written but before the step is renamed into place.
     status, _ = _train(work, env, total, kill_at="finalize:4")

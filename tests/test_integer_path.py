@@ -14,7 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import generated_image, integer_codec, save_checkpoint, tiny_model, write_images
+from conftest import (FAST_COMPILE, generated_image, integer_codec, save_checkpoint, tiny_model,
+                      write_images)
 from jdc_jax import __main__ as jdc_cli
 from jdc_jax import images
 from jdc_jax.codec import Codec, api, file_format, scan_order
@@ -256,7 +257,7 @@ def test_a_calibrated_checkpoint_decodes_integer_files_in_a_one_thread_process(t
         "    d = codec.decode(open(path, 'rb').read(), 'noisy')\n"
         "    out.append({s: zlib.crc32(v.astype('<i4').tobytes()) for s, v in d.symbols.items()})\n"
         "print(json.dumps(out))\n")
-    environment = dict(os.environ, XLA_FLAGS="--xla_cpu_multi_thread_eigen=false "
+    environment = dict(os.environ, XLA_FLAGS=f"{FAST_COMPILE} --xla_cpu_multi_thread_eigen=false "
                        "intra_op_parallelism_threads=1", OMP_NUM_THREADS="1")
     result = subprocess.run([sys.executable, "-c", script, workdir] + [p for p, _ in files],
                             capture_output=True, text=True, env=environment, cwd=REPO,

@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import FAST_COMPILE
 from jdc_jax import checkpoints, main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,11 +57,12 @@ def free_port() -> int:
 
 
 def job_environment(**variables) -> dict:
-    """This environment without cluster settings, on one CPU device per process."""
+    """This environment without cluster settings, on one CPU device per process (XLA_FLAGS:
+    only the tests' compile setting)."""
     environment = {k: v for k, v in os.environ.items()
                    if not k.startswith(("JDC_", "SLURM_", "OMPI_", "TPU_"))
                    and k != "XLA_FLAGS"}
-    environment.update(JAX_PLATFORMS="cpu", **variables)
+    environment.update(JAX_PLATFORMS="cpu", XLA_FLAGS=FAST_COMPILE, **variables)
     return environment
 
 

@@ -18,7 +18,8 @@ from jdc_jax import checkpoints, config_validation, train
 from jdc_jax.codec import Codec
 from jdc_jax.codec.api import INTEGER_ENTROPY_FILE
 from jdc_jax.integer import calibrate as integer_calibration
-from jdc_jax.config_validation import ConfigError, validate_config
+from jdc_jax.config_validation import (ConfigError, frozen_modules, module_lr_scales,
+                                       validate_config)
 from jdc_jax.default_config import get_config
 from jdc_jax.models import registry
 
@@ -97,7 +98,8 @@ def test_init_from_starts_from_another_models_parameters(tmp_path):
 
 MULTI_DEVICE_SCRIPT = textwrap.dedent("""
     import os, sys, json
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                               + " --xla_force_host_platform_device_count=4")
     import jax, numpy as np
     sys.path.insert(0, sys.argv[1])
     from tests.conftest import load_config
@@ -393,7 +395,7 @@ def test_frozen_modules_get_no_gradient_and_no_backward_pass():
     batch = {"noisy": jnp.asarray(noisy), "clean": jnp.asarray(clean)}
     frozen = frozenset({"g_a", "h_a", "side_prior", "h_s", "base_parameters", "g_s_base"})
     config.module_lr_scales = ",".join(f"{name}=0" for name in sorted(frozen))
-    assert train.frozen_modules(config) == frozen
+    assert frozen_modules(module_lr_scales(config)) == frozen
     tx = train.make_optimizer(config)
     state = train.create_train_state(config, model, tx, jax.random.key(0))
     assert frozen | {"g_s_full", "enhancement_parameters"} == set(state.params)

@@ -37,7 +37,7 @@ from jdc_jax.atomic_write import write_bytes_atomic
 from jdc_jax.codec.api import (INTEGER_ENTROPY_FILE, Codec, build_side_tables,
                                integer_model_identifier, model_identifier, parameters_digest)
 from jdc_jax.codec.model_id import weights_digest
-from jdc_jax.config_validation import parse_module_lr_scales
+from jdc_jax.config_validation import frozen_modules, module_lr_scales
 from jdc_jax.entropy.latent_coding import build_latent_tables
 from jdc_jax.entropy.tables import CodingTables
 from jdc_jax.models.losses import rate_lambda
@@ -140,11 +140,9 @@ def training_record(config: dict, params, step: int, name: str,
     model), and "partial_fine_tune" says what the fine-tune did: {"steps", "trained_modules",
     "learning_rate"}. Any other run: its own step and `donor_record`, and None."""
     init_from = config.get("init_from", "")
-    donor = donor_record(init_from, name, config, root)
-    scales = parse_module_lr_scales(config.get("module_lr_scales", ""))
-    frozen = {module for module, factor in scales.items() if factor == 0}
+    frozen = frozen_modules(module_lr_scales(config))
     if not (frozen and init_from):
-        return int(step), donor, None
+        return int(step), donor_record(init_from, name, config, root), None
     record = {"steps": int(step), "trained_modules": sorted(set(params) - frozen),
               "learning_rate": float(config["learning_rate"])}
     if init_from.startswith(zoo.SPEC_PREFIX):
