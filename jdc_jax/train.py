@@ -436,6 +436,21 @@ def keep_warm_restart(config: ml_collections.ConfigDict, workdir: str) -> None:
     config.init_step, config.init_from = saved_step, saved["init_from"]
 
 
+def _finished_run_metrics(workdir: str, start_step: int, total_steps: int) -> dict | None:
+    """The saved final metrics of a run resumed at or past its last step (None when it has
+    steps left or none were saved), with "checkpoint" pointing into `workdir` as it is now."""
+    path = os.path.join(workdir, "final_metrics.json")
+    if start_step < total_steps or not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as file:
+        metrics = json.loads(file.read())
+    metrics["checkpoint"] = os.path.join(workdir, checkpoints.CHECKPOINT_SUBDIR, str(start_step))
+    if "integer_entropy" in metrics:
+        metrics["integer_entropy"] = os.path.join(metrics["checkpoint"],
+                                                  os.path.basename(metrics["integer_entropy"]))
+    return metrics
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Trains the configured model in `workdir`; returns the last logged metrics (plus
     `checkpoint` and, when configured, `eval_*` / `val_*` metrics)."""
@@ -514,6 +529,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         reporter.line(note)
     last_metrics: dict = {}
     window = MetricWindow(config.batch_size)
+    finished = _finished_run_metrics(workdir, start_step, config.num_train_steps)
+    if finished is not None:
+        # Resumed with all its steps done (a queue started again): nothing trains, and the
+        # final metrics of the run that trained them stay as they were.
+        manager.close()
+        reporter.line(f"the run has all its {config.num_train_steps} steps; its final metrics "
+                      f"are kept")
+        reporter.close()
+        return finished
 
     def save(step: int) -> None:
         try:

@@ -96,6 +96,20 @@ def test_init_from_starts_from_another_models_parameters(tmp_path):
         np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
 
 
+def test_a_finished_run_started_again_trains_nothing_and_keeps_its_final_metrics(tmp_path):
+    """A queue started again runs each finished run once more: it must not train, and must not
+    replace the run's final metrics (its loss and evaluation) by an empty record."""
+    config = tiny(load_config("configs/denoiser.py:smoke"), tmp_path, num_train_steps=2)
+    workdir = tmp_path / "work"
+    first = train.train_and_evaluate(config, str(workdir))
+    saved = (workdir / "final_metrics.json").read_text()
+    assert {"loss", "eval_psnr_denoised"} <= set(json.loads(saved))
+    again = train.train_and_evaluate(config, str(workdir))
+    assert again == first
+    assert (workdir / "final_metrics.json").read_text() == saved
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["2"]
+
+
 MULTI_DEVICE_SCRIPT = textwrap.dedent("""
     import os, sys, json
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
