@@ -257,9 +257,10 @@ def test_models_lists_how_each_shipped_entry_was_trained(capsys):
     assert (f"codec-clean --rate-point 1: codec (serial context), lambda 0.0018, trained without "
             f"noise for {steps:,} steps; Cheng2020-anchor codec"
             ) in listing
-    # A fine-tuned rate point names the entry it started from.
+    # A fine-tuned rate point names the entry it started from, and its enhancement fine-tune.
     assert ("jicd-sigma25 --rate-point 2: jicd (serial context), lambda 0.0035, trained on "
-            "awgn:25 noise for 3,000 steps from jicd-sigma25 rate point 1; JICD") in listing
+            "awgn:25 noise for 3,000 steps from jicd-sigma25 rate point 1, then "
+            "enhancement_parameters, g_s_full alone for 1,500 more steps; JICD") in listing
 
 
 def test_shipped_cards_name_their_donors_by_zoo_entry_not_by_path():
