@@ -126,6 +126,21 @@ def initialize_distributed(environ=os.environ) -> str:
     return "explicit"
 
 
+def _exit_with_last_line(line: str) -> None:
+    """Writes `line` as stderr's last line, and ends the process with status 1.
+
+    After a failed save, orbax's writer threads can still be printing a traceback ("Event loop
+    is closed"), and a part of one left in sys.stderr's buffer would run into the line. So the
+    line goes straight to a duplicate of the stderr descriptor, after stderr itself is pointed
+    at /dev/null (what the threads print from then on, or left unflushed, is dropped), and the
+    process ends at once, before the interpreter's shutdown."""
+    descriptor = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.write(descriptor, f"{line}\n".encode())
+    os._exit(1)
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -144,10 +159,7 @@ def main(argv):
         # asyncio would log each of orbax's abandoned write futures after it.)
         python_logging.getLogger("asyncio").setLevel(python_logging.CRITICAL)
         sys.stdout.flush()
-        print(f"error: {' '.join(str(error).split())}", file=sys.stderr, flush=True)
-        # After a failed save, orbax's writer threads can still print ("Event loop is closed")
-        # while the interpreter shuts down: end the process here, the error line being last.
-        os._exit(1)
+        _exit_with_last_line(f"error: {' '.join(str(error).split())}")
     if jax.process_index() == 0:
         summary = " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())
                            if isinstance(v, float))
