@@ -446,8 +446,7 @@ def _finished_run_metrics(workdir: str, start_step: int, total_steps: int) -> di
         metrics = json.loads(file.read())
     metrics["checkpoint"] = os.path.join(workdir, checkpoints.CHECKPOINT_SUBDIR, str(start_step))
     if "integer_entropy" in metrics:
-        metrics["integer_entropy"] = os.path.join(metrics["checkpoint"],
-                                                  os.path.basename(metrics["integer_entropy"]))
+        metrics["integer_entropy"] = os.path.join(metrics["checkpoint"], INTEGER_ENTROPY_FILE)
     return metrics
 
 
@@ -511,6 +510,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     elif config.init_from:
         notes.append(f"initialized from {config.init_from}")
 
+    start_step = int(jax.device_get(state.step))
+    reporter = _Reporter(is_chief, start_step, config.num_train_steps)
+    reporter.line(topology)
+    for note in notes:
+        reporter.line(note)
+    finished = _finished_run_metrics(workdir, start_step, config.num_train_steps)
+    if finished is not None:
+        # Resumed with all its steps done (a queue started again): nothing trains, nothing is
+        # loaded for evaluation or summaries, and the final metrics of the run that trained
+        # them stay as they were.
+        manager.close()
+        reporter.line(f"the run has all its {config.num_train_steps} steps; its final metrics "
+                      f"are kept")
+        reporter.close()
+        return finished
+
     compiled_step = compile_train_step(model, tx, config, mesh, state)
     teacher = _teacher_fn(config, mesh) if config.target == "teacher" else None
     # (prefix, images): the held-out evaluation set, and the validation set choices are made on.
@@ -522,22 +537,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             eval_sets.append((prefix, images.load_folder(folder, config.eval_max_images)))
 
     writer = _summary_writer(workdir) if is_chief else None
-    start_step = int(jax.device_get(state.step))
-    reporter = _Reporter(is_chief, start_step, config.num_train_steps)
-    reporter.line(topology)
-    for note in notes:
-        reporter.line(note)
     last_metrics: dict = {}
     window = MetricWindow(config.batch_size)
-    finished = _finished_run_metrics(workdir, start_step, config.num_train_steps)
-    if finished is not None:
-        # Resumed with all its steps done (a queue started again): nothing trains, and the
-        # final metrics of the run that trained them stay as they were.
-        manager.close()
-        reporter.line(f"the run has all its {config.num_train_steps} steps; its final metrics "
-                      f"are kept")
-        reporter.close()
-        return finished
 
     def save(step: int) -> None:
         try:
