@@ -160,6 +160,12 @@ def main(argv):
         python_logging.getLogger("asyncio").setLevel(python_logging.CRITICAL)
         sys.stdout.flush()
         _exit_with_last_line(f"error: {' '.join(str(error).split())}")
+    except train.TrainingStopped as stopped:
+        # Asked to stop (a preemption notice, `kill`, Ctrl-C): the checkpoint of the step it
+        # reached is saved, and the line saying so printed; the status tells a scheduler or a
+        # queue that the run is not done (128 + the signal's number, as a shell reports it).
+        sys.stdout.flush()
+        sys.exit(stopped.exit_status)
     if jax.process_index() == 0:
         summary = " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())
                            if isinstance(v, float))

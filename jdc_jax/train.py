@@ -26,7 +26,9 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from typing import Any
 
@@ -39,6 +41,7 @@ import optax
 import orbax.checkpoint as ocp
 import tensorflow as tf
 from absl import logging
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
@@ -154,6 +157,64 @@ def _chain_state(opt_state):
 
 class NonFiniteLoss(FloatingPointError):
     """The training loss or the gradient norm became NaN or infinite."""
+
+
+class TrainingStopped(Exception):
+    """The run was asked to stop (SIGTERM or SIGINT) and saved a checkpoint at the step it had
+    reached; the same command resumes from it."""
+
+    def __init__(self, step: int, total_steps: int, workdir: str, signal_name: str):
+        self.step, self.signal_name = step, signal_name
+        self.exit_status = 128 + signal.Signals[signal_name].value
+        super().__init__(
+            f"stopped by {signal_name} after step {step} of {total_steps}: checkpoint {step} "
+            f"saved in {workdir}; the same command resumes from it")
+
+
+class StopSignals:
+    """Turns SIGTERM and SIGINT into a request to stop at the end of the current step.
+
+    SIGTERM is how schedulers announce a preemption (Slurm before its time limit, Kubernetes,
+    preemptible cloud VMs, a few seconds to tens of seconds ahead) and how `kill` and a stopped
+    campaign (`results/campaign/campaign.sh`) end a run; SIGINT is Ctrl-C. Either one asks the
+    run to finish its step, save a checkpoint there and end (`TrainingStopped`), so that no step
+    since the last periodic checkpoint is lost. A second SIGINT while the first is pending
+    interrupts at once (KeyboardInterrupt), for a person who will not wait for the save.
+
+    Several processes must stop at the same step, as they save together. There SIGTERM to any
+    of them is JAX's preemption notice (`jax.distributed` installs the handler): the processes
+    agree on a step (`multihost_utils.reached_preemption_sync_point`, asked at every step), and
+    all save at it. SIGINT keeps its default there. Handlers are installed only from the main
+    thread (Python allows no other), and the previous ones come back on exit."""
+
+    def __init__(self):
+        self.received: str | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        signals = (signal.SIGTERM, signal.SIGINT) if jax.process_count() == 1 else ()
+        for number in signals:
+            self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._previous.clear()
+
+    def _handle(self, number: int, frame) -> None:
+        if number == signal.SIGINT and self.received == "SIGINT":
+            raise KeyboardInterrupt
+        self.received = self.received or signal.Signals(number).name
+
+    def requested(self, step: int) -> str | None:
+        """The signal that asks to stop at `step` (None: go on). On several processes every
+        process must ask at every step, with the same step numbers."""
+        if jax.process_count() > 1:
+            return "SIGTERM" if multihost_utils.reached_preemption_sync_point(step) else None
+        return self.received
 
 
 def nonfinite_window(means: dict, *, skipping: bool, skipped: int, steps: int) -> str:
@@ -557,59 +618,74 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if is_chief:
             _prune_data_states(workdir, manager.all_steps())
 
-    for step in range(start_step + 1, config.num_train_steps + 1):
-        first = step == start_step + 1
-        if first:
-            reporter.line(f"step {step}: compiling the training step...")
-            compile_start = time.perf_counter()
-        # No implicit transfer outside logging, evaluation and checkpoint steps: the batch goes
-        # to the devices explicitly, and the metrics stay there until a logging step reads them.
-        with jax.transfer_guard("disallow"):
-            t0 = time.perf_counter()
-            batch = {k: v.numpy() for k, v in next(iterator).items()}
-            input_wait = time.perf_counter() - t0
-            inputs = global_batch(batch, mesh)
-            if teacher is not None:
-                inputs["teacher"] = teacher(inputs["noisy"])
-            state, metrics = compiled_step(state, inputs, step_rng)
-            window.add(metrics, input_wait)
-        if first:
-            # The one read outside the logging steps: a person sees the run work at once.
-            first_metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-            reporter.line(f"step {step}: compiled and ran in "
-                          f"{time.perf_counter() - compile_start:.1f} s; "
-                          f"{_progress_line(first_metrics)}")
-        reporter.advance()
-        if step % config.log_every_steps == 0 or step == config.num_train_steps:
-            # The window ends when its last step has finished: the metrics can be read before
-            # the step's parameter update is done (XLA:CPU readies outputs one by one), which
-            # made a short window's steps/s and input-wait share look many times too good.
-            jax.block_until_ready(state)
-            means = window.means()
-            diverged = nonfinite_window(means, skipping=config.get("skip_nonfinite_updates",
-                                                                    False),
-                                        skipped=window.skipped, steps=window.steps_read)
-            if diverged:
+    # SIGTERM (a preemption notice) or SIGINT: the step ends, is saved, and the run stops.
+    with StopSignals() as stop:
+        for step in range(start_step + 1, config.num_train_steps + 1):
+            first = step == start_step + 1
+            if first:
+                reporter.line(f"step {step}: compiling the training step...")
+                compile_start = time.perf_counter()
+            # No implicit transfer outside logging, evaluation and checkpoint steps: the batch
+            # goes to the devices explicitly, and the metrics stay there until a logging step
+            # reads them.
+            with jax.transfer_guard("disallow"):
+                t0 = time.perf_counter()
+                batch = {k: v.numpy() for k, v in next(iterator).items()}
+                input_wait = time.perf_counter() - t0
+                inputs = global_batch(batch, mesh)
+                if teacher is not None:
+                    inputs["teacher"] = teacher(inputs["noisy"])
+                state, metrics = compiled_step(state, inputs, step_rng)
+                window.add(metrics, input_wait)
+            if first:
+                # The one read outside the logging steps: a person sees the run work at once.
+                first_metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                reporter.line(f"step {step}: compiled and ran in "
+                              f"{time.perf_counter() - compile_start:.1f} s; "
+                              f"{_progress_line(first_metrics)}")
+            reporter.advance()
+            if step % config.log_every_steps == 0 or step == config.num_train_steps:
+                # The window ends when its last step has finished: the metrics can be read before
+                # the step's parameter update is done (XLA:CPU readies outputs one by one), which
+                # made a short window's steps/s and input-wait share look many times too good.
+                jax.block_until_ready(state)
+                means = window.means()
+                diverged = nonfinite_window(means, skipping=config.get("skip_nonfinite_updates",
+                                                                        False),
+                                            skipped=window.skipped, steps=window.steps_read)
+                if diverged:
+                    reporter.close()
+                    raise NonFiniteLoss(
+                        f"{diverged} between steps {step - window.steps_read + 1} and {step}; the "
+                        f"checkpoints in {workdir} hold the last finite state. Lower learning_rate "
+                        f"or grad_clip_norm, or set skip_nonfinite_updates=True")
+                last_metrics = means
+                reporter.line(f"step {step}/{config.num_train_steps} {_progress_line(means)}")
+                reporter.summarize(means)
+                if is_chief:
+                    _write_summaries(writer, step, means)
+            if step % config.eval_every_steps == 0 or step == config.num_train_steps:
+                for prefix, held_out in eval_sets:
+                    eval_metrics = evaluate_images(model, local_copy(state.params), held_out,
+                                                   config.eval_noise or config.noise, config.seed,
+                                                   config.target)
+                    last_metrics.update({f"{prefix}_{k}": v for k, v in eval_metrics.items()})
+                    reporter.line(f"{prefix} step {step}: {_progress_line(eval_metrics)}")
+                    _write_summaries(writer, step, eval_metrics, prefix=prefix)
+            if step % config.checkpoint_every_steps == 0 or step == config.num_train_steps:
+                save(step)
+            signal_name = stop.requested(step)
+            if signal_name and step < config.num_train_steps:
+                if manager.latest_step() != step:
+                    save(step)
+                manager.wait_until_finished()
+                manager.close()
+                if writer is not None:
+                    writer.flush()
+                stopped = TrainingStopped(step, config.num_train_steps, workdir, signal_name)
+                reporter.line(str(stopped))
                 reporter.close()
-                raise NonFiniteLoss(
-                    f"{diverged} between steps {step - window.steps_read + 1} and {step}; the "
-                    f"checkpoints in {workdir} hold the last finite state. Lower learning_rate "
-                    f"or grad_clip_norm, or set skip_nonfinite_updates=True")
-            last_metrics = means
-            reporter.line(f"step {step}/{config.num_train_steps} {_progress_line(means)}")
-            reporter.summarize(means)
-            if is_chief:
-                _write_summaries(writer, step, means)
-        if step % config.eval_every_steps == 0 or step == config.num_train_steps:
-            for prefix, held_out in eval_sets:
-                eval_metrics = evaluate_images(model, local_copy(state.params), held_out,
-                                               config.eval_noise or config.noise, config.seed,
-                                               config.target)
-                last_metrics.update({f"{prefix}_{k}": v for k, v in eval_metrics.items()})
-                reporter.line(f"{prefix} step {step}: {_progress_line(eval_metrics)}")
-                _write_summaries(writer, step, eval_metrics, prefix=prefix)
-        if step % config.checkpoint_every_steps == 0 or step == config.num_train_steps:
-            save(step)
+                raise stopped
     if manager.latest_step() is None or manager.latest_step() < config.num_train_steps:
         save(int(jax.device_get(state.step)))
     manager.wait_until_finished()

@@ -28,13 +28,20 @@ def queued_configs():
 # A stand-in for the campaign's python: `python -c` (a zoo look-up) says the entry has
 # $ZOO_STEPS training steps and a $ZOO_TUNE_STEPS-step partial fine-tune (0 unless given); a run
 # whose arguments contain $FAIL fails; anything else prints the cores it may use and its
-# arguments (then, for a training run, sleeps $SLEEP seconds when given).
+# arguments. A training run then sleeps $SLEEP seconds when given; stopped by SIGTERM, it
+# takes a moment to "save", writes "saved WORKDIR" to ./stopped.log and ends with 143, as
+# `jdc_jax.main` does.
 FAKE_PYTHON = """#!/usr/bin/env bash
 if [[ "$1" == -c && "$2" == *partial_fine_tune* ]]; then echo "${ZOO_TUNE_STEPS:-0}"; exit 0; fi
 if [[ "$1" == -c ]]; then echo "${ZOO_STEPS:-0}"; exit 0; fi
 if [[ -n "${FAIL:-}" && "$*" == *"$FAIL"* ]]; then exit 1; fi
 echo "cores=$(taskset -pc $$ | sed 's/.*: //') $*"
-if [[ -n "${SLEEP:-}" && "$2" == jdc_jax.main ]]; then exec sleep "$SLEEP"; fi
+if [[ -n "${SLEEP:-}" && "$2" == jdc_jax.main ]]; then
+  trap 'kill $sleeper; sleep 0.5; echo "saved ${4#--workdir=}" >> stopped.log; exit 143' TERM
+  sleep "$SLEEP" &
+  sleeper=$!
+  wait $sleeper
+fi
 """
 
 
@@ -147,26 +154,60 @@ def sleeping_fakes(seconds: str) -> list[int]:
     return found
 
 
-def test_stopping_the_campaign_stops_both_lanes_and_their_runs(tmp_path):
-    needs_two_cores()
-    seconds = "97.25"  # a duration no other process sleeps
-    command, env = campaign_command(tmp_path, "2", SLEEP=seconds)
+def campaign_processes() -> list[int]:
+    """Processes running campaign.sh: the script and its lanes (forks of it)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as file:
+                if str(CAMPAIGN).encode() in file.read().split(b"\0"):
+                    found.append(int(entry))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+@pytest.mark.parametrize("lanes,signalled", [("2", "script"), ("2", "every process"),
+                                             ("1", "script")])
+def test_stopping_the_campaign_lets_every_run_save_and_waits_for_them(tmp_path, lanes,
+                                                                      signalled):
+    """SIGTERM to the script (`kill`), or to the script and its lanes at once (`pkill -f`, which
+    matches the lanes too): each lane's run gets SIGTERM, and the campaign ends only once every
+    run has saved and ended, starting no other run."""
+    if lanes == "2":
+        needs_two_cores()
+    runs = int(lanes)
+    seconds = f"97.2{lanes}{len(signalled)}"  # a duration no other process sleeps
+    command, env = campaign_command(tmp_path, lanes, SLEEP=seconds)
     campaign = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
-        while len(sleeping_fakes(seconds)) < 2 and time.monotonic() < deadline:
+        while len(sleeping_fakes(seconds)) < runs and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert len(sleeping_fakes(seconds)) == 2  # one run in each lane
-        campaign.terminate()
-        assert campaign.wait(timeout=10) == 143
-        deadline = time.monotonic() + 5
-        while sleeping_fakes(seconds) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        assert len(sleeping_fakes(seconds)) == runs  # one run in each lane
+        if signalled == "script":
+            campaign.terminate()
+        else:
+            processes = campaign_processes()
+            assert campaign.pid in processes and len(processes) >= 1 + runs
+            for pid in processes:
+                os.kill(pid, 15)
+        out, _ = campaign.communicate(timeout=20)
+        assert campaign.returncode == 143
+        # Every run had saved when the campaign ended (each takes 0.5 s after its SIGTERM).
+        saved = sorted((tmp_path / "stopped.log").read_text().splitlines())
+        assert saved == sorted(["saved runs/jicd_sigma25/rate_point_1",
+                                "saved runs/ffdnet_clip"][:runs])
+        assert out.splitlines()[-1].endswith("campaign stopped")
         assert sleeping_fakes(seconds) == []
+        # No lane went on to its next run.
+        logs = out if lanes == "1" else "".join(
+            (tmp_path / "runs" / f"lane_{k}.log").read_text() for k in (1, 2))
+        assert len(trained(logs)) == runs
     finally:
         campaign.kill()
-        for pid in sleeping_fakes(seconds):
+        for pid in sleeping_fakes(seconds) + campaign_processes():
             os.kill(pid, 9)
 
 

@@ -16,13 +16,14 @@ import textwrap
 import time
 import tracemalloc
 
+import jax
 import numpy as np
 import pytest
 from PIL import Image
 
 from conftest import FUZZ_CODECS, REPO, generated_image, save_checkpoint, tiny_model
 from conftest import fuzz_targets as build_fuzz_targets
-from jdc_jax import atomic_write, images
+from jdc_jax import atomic_write, checkpoints, images
 from jdc_jax.__main__ import main
 from jdc_jax.codec import Codec, file_format, fuzz
 
@@ -173,13 +174,16 @@ def training_environment(tmp_path_factory):
     return environment
 
 
-def _train(workdir, environment, steps: int, kill_at: str = "", kill_after_line: str = ""):
+def _train(workdir, environment, steps: int, kill_at: str = "", kill_after_line: str = "",
+           signal_after_line: tuple[str, int] | None = None,
+           checkpoint_every: int = CHECKPOINT_INTERVAL):
     """Runs training in `workdir` to `steps`; returns (exit status, stdout lines). kill_at
     makes it SIGKILL itself (KILLABLE_MAIN); kill_after_line SIGKILLs it from here as soon as
-    a stdout line starts with that text. Its stderr goes to WORKDIR.stderr.N, N the run."""
+    a stdout line starts with that text; signal_after_line (text, signal) sends it that signal
+    then, once, and reads on to the end. Its stderr goes to WORKDIR.stderr.N, N the run."""
     command = [sys.executable, "-c", KILLABLE_MAIN, *TRAINING_FLAGS, f"--workdir={workdir}",
                f"--config.num_train_steps={steps}", "--config.keep_checkpoints=50",
-               f"--config.checkpoint_every_steps={CHECKPOINT_INTERVAL}"]
+               f"--config.checkpoint_every_steps={checkpoint_every}"]
     run = len(list(workdir.parent.glob(f"{workdir.name}.stderr.*")))
     with open(workdir.parent / f"{workdir.name}.stderr.{run}", "w") as stderr:
         process = subprocess.Popen(command, cwd=REPO, text=True, stdout=subprocess.PIPE,
@@ -191,6 +195,9 @@ def _train(workdir, environment, steps: int, kill_at: str = "", kill_after_line:
             if kill_after_line and line.startswith(kill_after_line):
                 process.send_signal(signal.SIGKILL)
                 break
+            if signal_after_line and line.startswith(signal_after_line[0]):
+                process.send_signal(signal_after_line[1])
+                signal_after_line = None
         return process.wait(timeout=600), lines
     finally:
         if process.poll() is None:
@@ -248,6 +255,39 @@ def test_kill_9_at_any_moment_resumes_from_the_newest_complete_checkpoint(
     assert lines[1] == f"resumed from step {newest} in {work}"
     assert lines[-1] == f"checkpoint: {work / 'checkpoints' / str(total)}"
     assert _partial_steps(work) == []  # every cut-short step was removed
+
+
+@pytest.mark.slow
+def test_sigterm_saves_the_step_reached_and_the_same_command_resumes_there(
+        tmp_path, training_environment):
+    """A preemption notice (SIGTERM) between periodic checkpoints: the run ends its step, saves
+    it (parameters, optimizer and input position), says so and exits with 143 (128 + 15);
+    resumed, it ends exactly where an uninterrupted run does. (SIGINT takes the same path:
+    `test_train`.)"""
+    work, reference, env, total = tmp_path / "work", tmp_path / "reference", \
+        training_environment, 12
+    status, lines = _train(work, env, total, checkpoint_every=100,
+                           signal_after_line=("step 4/", signal.SIGTERM))
+    name = "SIGTERM"
+    assert status == 143
+    stopped = _complete_steps(work)
+    assert len(stopped) == 1 and 4 <= stopped[0] < total  # no periodic checkpoint before it
+    step = stopped[0]
+    assert lines[-1] == (f"stopped by {name} after step {step} of {total}: checkpoint {step} "
+                         f"saved in {work}; the same command resumes from it")
+    assert lines[-2].startswith(f"step {step}/{total} ")  # the last step done is the one saved
+    assert (work / "data_state" / str(step) / "process_0_of_1.index").is_file()
+    assert not (work / "final_metrics.json").exists()
+
+    status, lines = _train(work, env, total, checkpoint_every=100)
+    assert status == 0
+    assert lines[1] == f"resumed from step {step} in {work}"
+    assert lines[3].startswith(f"step {step + 1}: compiled and ran")
+    assert _train(reference, env, total, checkpoint_every=100)[0] == 0
+    resumed, _, _ = checkpoints.restore_params(work, step=total)
+    uninterrupted, _, _ = checkpoints.restore_params(reference, step=total)
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(resumed),
+                                                     jax.tree_util.tree_leaves(uninterrupted)))
 
 
 # ------------------------------------------------------------------------------ full disks

@@ -193,3 +193,50 @@ def test_explicit_settings_and_cluster_launchers_are_recognized():
         {"SLURM_NTASKS": "8"}, {"OMPI_COMM_WORLD_SIZE": "2"},
         {"TPU_WORKER_HOSTNAMES": "host-0,host-1"}, {"TPU_WORKER_HOSTNAMES": "host-0"})] == [
         True, True, True, False]
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_process_stops_both_at_one_step_with_one_checkpoint(tmp_path):
+    """A preemption notice reaches one host of a job: JAX's preemption service tells the other,
+    both agree on a step, save it together and exit with 143."""
+    data = write_batch_aligned_folder(tmp_path / "images")
+    coordinator, work = f"localhost:{free_port()}", tmp_path / "two_processes"
+    total = 400
+    processes, streams = [], []
+    try:
+        for i in range(2):
+            stdout = open(tmp_path / f"process_{i}.out", "w")
+            stderr = open(tmp_path / f"process_{i}.err", "w")
+            streams += [stdout, stderr]
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "jdc_jax.main", *TINY_JOB,
+                 f"--config.data_source=folder:{data}", f"--config.num_train_steps={total}",
+                 "--config.checkpoint_every_steps=1000", f"--workdir={work}"],
+                cwd=REPO, stdout=stdout, stderr=stderr, start_new_session=True,
+                env=job_environment(JDC_COORDINATOR_ADDRESS=coordinator, JDC_NUM_PROCESSES="2",
+                                    JDC_PROCESS_ID=str(i), JDC_CPU_COLLECTIVES="gloo")))
+        report = tmp_path / "process_0.out"
+        deadline = time.monotonic() + TIME_LIMIT_SECONDS
+        while not re.search(r"^step 4/", report.read_text(), re.M):
+            assert all(p.poll() is None for p in processes), "a process ended before step 4"
+            assert time.monotonic() < deadline, "no step 4 in time"
+            time.sleep(0.2)
+        processes[1].send_signal(signal.SIGTERM)  # the host that did not print anything
+        statuses = [p.wait(timeout=120) for p in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        for stream in streams:
+            stream.close()
+    assert statuses == [143, 143], (tmp_path / "process_0.err").read_text()[-3000:]
+    saved = [int(p.name) for p in (work / "checkpoints").iterdir() if p.name.isdigit()]
+    assert len(saved) == 1 and 4 <= saved[0] < total
+    step = saved[0]
+    assert report.read_text().splitlines()[-1] == (
+        f"stopped by SIGTERM after step {step} of {total}: checkpoint {step} saved in {work}; "
+        f"the same command resumes from it")
+    assert sorted(p.name for p in (work / "data_state" / str(step)).glob("*.index")) == [
+        "process_0_of_2.index", "process_1_of_2.index"]
+    assert not (work / "final_metrics.json").exists()

@@ -3,6 +3,7 @@ exact, and bad configs fail at start with a clear message."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -529,3 +530,34 @@ def test_main_offline_without_tfds_data_fails_in_seconds_with_one_message(tmp_pa
     assert not (tmp_path / "work").exists()  # nothing written, not even config.json
     assert os.listdir(tmp_path / "tfds") == []
     assert seconds < 60.0  # imports and the one probe; TFDS's own retries take minutes
+
+
+def _raise(number: int) -> None:
+    """Sends `number` to this process and gives its Python handler the chance to run."""
+    os.kill(os.getpid(), number)
+    time.sleep(0.05)
+
+
+def test_sigterm_and_sigint_ask_the_loop_to_stop_and_the_handlers_come_back_after():
+    before = (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT))
+    with train.StopSignals() as stop:
+        assert stop.requested(1) is None
+        _raise(signal.SIGTERM)
+        assert stop.requested(2) == "SIGTERM"
+        _raise(signal.SIGINT)  # the first signal is the one reported
+        assert stop.requested(3) == "SIGTERM"
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+    with train.StopSignals() as stop:
+        _raise(signal.SIGINT)
+        assert stop.requested(1) == "SIGINT"
+        # A second Ctrl-C does not wait for the save.
+        with pytest.raises(KeyboardInterrupt):
+            _raise(signal.SIGINT)
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+    stopped = train.TrainingStopped(7, 20, "/runs/a", "SIGINT")
+    assert stopped.exit_status == 130
+    assert str(stopped) == ("stopped by SIGINT after step 7 of 20: checkpoint 7 saved in "
+                            "/runs/a; the same command resumes from it")
+    assert train.TrainingStopped(7, 20, "/runs/a", "SIGTERM").exit_status == 143

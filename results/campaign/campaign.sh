@@ -9,7 +9,9 @@
 # Lane K's training output goes to RUNS_ROOT/lane_K.log. LANES=1 runs the whole queue in one
 # unpinned lane, in the same order: the default with a single core, and the choice on a machine
 # with an accelerator (two runs would share it, each reserving most of its memory). Stopping the
-# script (SIGTERM or SIGINT) stops both lanes and their runs.
+# script (SIGTERM or SIGINT, e.g. `pkill -f results/campaign/campaign.sh`) stops its lanes and
+# their runs: each run saves a checkpoint at the step it has reached, and the script ends once
+# they have.
 #
 # Each run trains in RUNS_ROOT/<name>/rate_point_<k> (a JICD rate point's enhancement fine-tune
 # in rate_point_<k>_enhancement) and resumes from its own checkpoints, so the same command
@@ -54,6 +56,30 @@ python results/campaign/split_cbsd432.py ../shared/datasets/cbsd432 runs/data
 FIRST_STEPS=14000
 FINETUNE_STEPS=3000
 
+# run_training ARGS...: `python -m jdc_jax.main ARGS...` in the background, waited for, so that a
+# stop reaches the lane's trap at once (bash holds a trap until a foreground child ends) and the
+# trap passes it on to the run (`stop_run`).
+run_pid=""
+run_training() {
+  local status=0
+  python -m jdc_jax.main "$@" &
+  run_pid=$!
+  wait "$run_pid" || status=$?
+  run_pid=""
+  return "$status"
+}
+
+# stop_run: a lane's trap. The run that trains saves a checkpoint at the step it has reached and
+# ends (`jdc_jax.train.StopSignals`); the lane waits for that and ends, starting nothing more.
+stop_run() {
+  set +e
+  if [[ -n "$run_pid" ]]; then
+    kill -TERM "$run_pid" 2> /dev/null
+    wait "$run_pid"
+  fi
+  exit 143
+}
+
 # zoo_steps SPEC: the training steps of the committed zoo entry zoo:NAME:RATE_POINT (zoo:NAME for
 # a denoiser), 0 without one.
 zoo_steps() {
@@ -84,7 +110,7 @@ train_run() {
       restart=(--config.init_from="$spec" --config.init_step="$done_steps")
     fi
   fi
-  python -m jdc_jax.main --config="$config" --workdir="$workdir" \
+  run_training --config="$config" --workdir="$workdir" \
     --config.num_train_steps="$steps" "$@" "${restart[@]}"
 }
 
@@ -129,7 +155,7 @@ enhance_point() {
   fi
   local donor="$root/$name/rate_point_$point"
   has_checkpoint "$donor" || donor="$spec"
-  python -m jdc_jax.main --config="$config" --workdir="$workdir" \
+  run_training --config="$config" --workdir="$workdir" \
     --config.num_train_steps="$ENHANCEMENT_STEPS" --config.rate_point="$point" \
     --config.init_from="$donor" --config.learning_rate=1e-3 --config.warmup_steps=100 \
     --config.eval_every_steps=500 --config.module_lr_scales="$ENHANCEMENT_FROZEN"
@@ -187,8 +213,26 @@ run_lane() {
   done
 }
 
+# Stopping the script (SIGTERM, or SIGINT: Ctrl-C) stops the lanes (`stop_run`: each run saves
+# a checkpoint at the step it has reached) and waits for them, so that the machine can go once
+# the script has ended, and every run resumes where it stopped. A lane signalled directly (`pkill
+# -f` matches the lanes too, as they are forks of the script) stops the same way.
+# (errexit off: a lane that has already ended must not turn the exit status into kill's.)
+pids=()
+stop_lanes() {
+  set +e
+  kill -TERM "${pids[@]}" 2> /dev/null
+  wait
+  echo "$(date -u '+%F %T') campaign stopped"
+  exit 143
+}
+trap stop_lanes TERM INT
 if [[ "$LANES" == 1 ]]; then
-  run_lane 0
+  # In the background, so that a stop reaches the trap at once; a failed run ends the script
+  # with its status (errexit).
+  ( trap stop_run TERM INT; run_lane 0 ) &
+  pids+=($!)
+  wait "${pids[0]}"
   echo "$(date -u '+%F %T') campaign ended"
   exit
 fi
@@ -196,15 +240,10 @@ fi
 # its runs inherit the pinning); each lane logs to its own file.
 half=$(( ${#cores[@]} / 2 ))
 lane_cores=("$(IFS=,; echo "${cores[*]:0:half}")" "$(IFS=,; echo "${cores[*]:half}")")
-pids=()
-# Stopping the script stops the lanes' runs (each resumes from its latest checkpoint) and lanes.
-# (errexit off: a lane that has already ended must not turn the exit status into kill's.)
-trap 'set +e
-      for pid in "${pids[@]}"; do pkill -TERM -P "$pid"; kill -TERM "$pid"; done 2> /dev/null
-      exit 143' TERM INT
 for lane in 1 2; do
   echo "$(date -u '+%F %T') lane $lane on cores ${lane_cores[lane - 1]}: log $root/lane_$lane.log"
   (
+    trap stop_run TERM INT
     taskset -pc "${lane_cores[lane - 1]}" "$BASHPID" > /dev/null
     run_lane "$lane"
   ) >> "$root/lane_$lane.log" 2>&1 &
