@@ -41,6 +41,7 @@ import optax
 import orbax.checkpoint as ocp
 import tensorflow as tf
 from absl import logging
+from jax._src import distributed as jax_distributed
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm import tqdm
@@ -184,10 +185,14 @@ class StopSignals:
     Several processes must stop at the same step, as they save together. There SIGTERM to any
     of them is JAX's preemption notice (`jax.distributed` installs the handler): the processes
     agree on a step (`multihost_utils.reached_preemption_sync_point`, asked at every step), and
-    all save at it. SIGINT keeps its default there. Handlers are installed only from the main
-    thread (Python allows no other), and the previous ones come back on exit."""
+    all save at it. The service counts steps from 1 at the start of this job (a notice before
+    the first step asks to stop at 1), so it is asked with the steps counted from `start_step`,
+    where every process resumed. SIGINT keeps its default there (an immediate interrupt), as
+    does SIGTERM when JAX's preemption service is switched off. Handlers are installed only
+    from the main thread (Python allows no other), and the previous ones come back on exit."""
 
-    def __init__(self):
+    def __init__(self, start_step: int = 0):
+        self.start_step = start_step
         self.received: str | None = None
         self._previous: dict = {}
 
@@ -213,7 +218,10 @@ class StopSignals:
         """The signal that asks to stop at `step` (None: go on). On several processes every
         process must ask at every step, with the same step numbers."""
         if jax.process_count() > 1:
-            return "SIGTERM" if multihost_utils.reached_preemption_sync_point(step) else None
+            if jax_distributed.global_state.preemption_sync_manager is None:
+                return None  # the preemption service is off: SIGTERM ends the process
+            reached = multihost_utils.reached_preemption_sync_point(step - self.start_step)
+            return "SIGTERM" if reached else None
         return self.received
 
 
@@ -618,8 +626,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if is_chief:
             _prune_data_states(workdir, manager.all_steps())
 
-    # SIGTERM (a preemption notice) or SIGINT: the step ends, is saved, and the run stops.
-    with StopSignals() as stop:
+    # SIGTERM (a preemption notice) or SIGINT: the step ends, is saved, and the run stops. One
+    # that comes after the last step changes nothing: the run ends as it would have (its final
+    # checkpoint, calibration and metrics), not cut short between them.
+    with StopSignals(start_step) as stop:
         for step in range(start_step + 1, config.num_train_steps + 1):
             first = step == start_step + 1
             if first:
@@ -686,18 +696,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 reporter.line(str(stopped))
                 reporter.close()
                 raise stopped
-    if manager.latest_step() is None or manager.latest_step() < config.num_train_steps:
-        save(int(jax.device_get(state.step)))
-    manager.wait_until_finished()
-    manager.close()
-    last_metrics["checkpoint"] = os.path.join(workdir, checkpoints.CHECKPOINT_SUBDIR,
-                                              str(manager.latest_step()))
-    if is_chief and config.get("integer_calibration", ""):
-        last_metrics.update(_calibrate_integer_entropy(
-            config, model, local_copy(state.params), last_metrics["checkpoint"], reporter))
-    reporter.close()
-    if is_chief:
-        checkpoints.write_json_atomic(os.path.join(workdir, "final_metrics.json"), last_metrics)
+        if manager.latest_step() is None or manager.latest_step() < config.num_train_steps:
+            save(int(jax.device_get(state.step)))
+        manager.wait_until_finished()
+        manager.close()
+        last_metrics["checkpoint"] = os.path.join(workdir, checkpoints.CHECKPOINT_SUBDIR,
+                                                  str(manager.latest_step()))
+        if is_chief and config.get("integer_calibration", ""):
+            last_metrics.update(_calibrate_integer_entropy(
+                config, model, local_copy(state.params), last_metrics["checkpoint"], reporter))
+        reporter.close()
+        if is_chief:
+            checkpoints.write_json_atomic(os.path.join(workdir, "final_metrics.json"),
+                                          last_metrics)
     return last_metrics
 
 

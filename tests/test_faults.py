@@ -265,7 +265,7 @@ def test_sigterm_saves_the_step_reached_and_the_same_command_resumes_there(
     resumed, it ends exactly where an uninterrupted run does. (SIGINT takes the same path:
     `test_train`.)"""
     work, reference, env, total = tmp_path / "work", tmp_path / "reference", \
-        training_environment, 12
+        training_environment, 40
     status, lines = _train(work, env, total, checkpoint_every=100,
                            signal_after_line=("step 4/", signal.SIGTERM))
     name = "SIGTERM"

@@ -195,18 +195,15 @@ def test_explicit_settings_and_cluster_launchers_are_recognized():
         True, True, True, False]
 
 
-@pytest.mark.slow
-def test_sigterm_to_one_process_stops_both_at_one_step_with_one_checkpoint(tmp_path):
-    """A preemption notice reaches one host of a job: JAX's preemption service tells the other,
-    both agree on a step, save it together and exit with 143."""
-    data = write_batch_aligned_folder(tmp_path / "images")
-    coordinator, work = f"localhost:{free_port()}", tmp_path / "two_processes"
-    total = 400
+def _train_until_sigterm(tmp_path, data, work, total: int, after_line: str, run: int):
+    """Two processes train in `work`; once process 0 prints a line that starts with
+    `after_line`, process 1 gets SIGTERM. Both must exit with 143; returns process 0's stdout."""
+    coordinator = f"localhost:{free_port()}"
     processes, streams = [], []
     try:
         for i in range(2):
-            stdout = open(tmp_path / f"process_{i}.out", "w")
-            stderr = open(tmp_path / f"process_{i}.err", "w")
+            stdout = open(tmp_path / f"run_{run}_process_{i}.out", "w")
+            stderr = open(tmp_path / f"run_{run}_process_{i}.err", "w")
             streams += [stdout, stderr]
             processes.append(subprocess.Popen(
                 [sys.executable, "-m", "jdc_jax.main", *TINY_JOB,
@@ -215,13 +212,14 @@ def test_sigterm_to_one_process_stops_both_at_one_step_with_one_checkpoint(tmp_p
                 cwd=REPO, stdout=stdout, stderr=stderr, start_new_session=True,
                 env=job_environment(JDC_COORDINATOR_ADDRESS=coordinator, JDC_NUM_PROCESSES="2",
                                     JDC_PROCESS_ID=str(i), JDC_CPU_COLLECTIVES="gloo")))
-        report = tmp_path / "process_0.out"
+        report = tmp_path / f"run_{run}_process_0.out"
         deadline = time.monotonic() + TIME_LIMIT_SECONDS
-        while not re.search(r"^step 4/", report.read_text(), re.M):
-            assert all(p.poll() is None for p in processes), "a process ended before step 4"
-            assert time.monotonic() < deadline, "no step 4 in time"
+        while not re.search(rf"^{re.escape(after_line)}", report.read_text(), re.M):
+            assert all(p.poll() is None for p in processes), \
+                f"a process ended before {after_line!r}"
+            assert time.monotonic() < deadline, f"no {after_line!r} in time"
             time.sleep(0.2)
-        processes[1].send_signal(signal.SIGTERM)  # the host that did not print anything
+        processes[1].send_signal(signal.SIGTERM)  # the host that prints nothing
         statuses = [p.wait(timeout=120) for p in processes]
     finally:
         for process in processes:
@@ -230,13 +228,34 @@ def test_sigterm_to_one_process_stops_both_at_one_step_with_one_checkpoint(tmp_p
                 process.wait()
         for stream in streams:
             stream.close()
-    assert statuses == [143, 143], (tmp_path / "process_0.err").read_text()[-3000:]
-    saved = [int(p.name) for p in (work / "checkpoints").iterdir() if p.name.isdigit()]
+    assert statuses == [143, 143], \
+        (tmp_path / f"run_{run}_process_0.err").read_text()[-3000:]
+    return report.read_text()
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_process_stops_both_at_one_step_also_after_a_resume(tmp_path):
+    """A preemption notice reaches one host of a job: JAX's preemption service tells the other,
+    both agree on a step, save it together and exit with 143. The requeued job resumes there,
+    and a notice that comes while it compiles stops it after its first step (the service
+    counts steps from the resume: counted from 0, it would wait for a step 1 that never
+    comes)."""
+    data = write_batch_aligned_folder(tmp_path / "images")
+    work, total = tmp_path / "two_processes", 400
+    report = _train_until_sigterm(tmp_path, data, work, total, "step 4/", 0)
+    saved = sorted(int(p.name) for p in (work / "checkpoints").iterdir() if p.name.isdigit())
     assert len(saved) == 1 and 4 <= saved[0] < total
-    step = saved[0]
-    assert report.read_text().splitlines()[-1] == (
-        f"stopped by SIGTERM after step {step} of {total}: checkpoint {step} saved in {work}; "
-        f"the same command resumes from it")
-    assert sorted(p.name for p in (work / "data_state" / str(step)).glob("*.index")) == [
-        "process_0_of_2.index", "process_1_of_2.index"]
+    first = saved[0]
+
+    report_2 = _train_until_sigterm(tmp_path, data, work, total,
+                                    f"step {first + 1}: compiling", 1)
+    assert f"resumed from step {first} in {work}" in report_2
+    saved = sorted(int(p.name) for p in (work / "checkpoints").iterdir() if p.name.isdigit())
+    assert saved == [first, first + 1]
+    for step, text in ((first, report), (first + 1, report_2)):
+        assert text.splitlines()[-1] == (
+            f"stopped by SIGTERM after step {step} of {total}: checkpoint {step} saved in "
+            f"{work}; the same command resumes from it")
+        assert sorted(p.name for p in (work / "data_state" / str(step)).glob("*.index")) == [
+            "process_0_of_2.index", "process_1_of_2.index"]
     assert not (work / "final_metrics.json").exists()

@@ -59,24 +59,18 @@ FINETUNE_STEPS=3000
 # run_training ARGS...: `python -m jdc_jax.main ARGS...` in the background, waited for, so that a
 # stop reaches the lane's trap at once (bash holds a trap until a foreground child ends) and the
 # trap passes it on to the run (`stop_run`).
-run_pid=""
 run_training() {
-  local status=0
   python -m jdc_jax.main "$@" &
-  run_pid=$!
-  wait "$run_pid" || status=$?
-  run_pid=""
-  return "$status"
+  wait "$!"
 }
 
 # stop_run: a lane's trap. The run that trains saves a checkpoint at the step it has reached and
 # ends (`jdc_jax.train.StopSignals`); the lane waits for that and ends, starting nothing more.
+# (The lane's jobs, not a saved process id: a run started just before the signal is among them.)
 stop_run() {
   set +e
-  if [[ -n "$run_pid" ]]; then
-    kill -TERM "$run_pid" 2> /dev/null
-    wait "$run_pid"
-  fi
+  kill -TERM $(jobs -pr) 2> /dev/null
+  wait
   exit 143
 }
 
@@ -221,7 +215,7 @@ run_lane() {
 pids=()
 stop_lanes() {
   set +e
-  kill -TERM "${pids[@]}" 2> /dev/null
+  kill -TERM $(jobs -pr) 2> /dev/null
   wait
   echo "$(date -u '+%F %T') campaign stopped"
   exit 143
